@@ -1,0 +1,69 @@
+"""Entry point of the ``magsr-tf`` console script.
+
+Every sub-command lives in its own module that exposes ``register(app)``; this
+module only assembles them and turns user errors into one-line messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from magsr_tf import MagsrError, __version__
+from magsr_tf_cli import bench, evaluate, experiment, export, fit, generate, images, predict, serve
+
+app = typer.Typer(
+    name="magsr-tf",
+    help="Unsupervised super-resolution of magnetic spin textures (Lee et al., Sci. Rep. 2023).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"magsr-tf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    """magsr-tf: train on low-resolution spin images only, get super-resolution ones."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _module in (generate, fit, evaluate, experiment, export, predict, serve, images, bench):
+    _module.register(app)
+
+
+def main() -> None:
+    """Run the CLI; user errors exit with status 1 and one line on stderr."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    debug = os.environ.get("MAGSR_DEBUG") == "1"
+    try:
+        app()
+    except (MagsrError, ValueError, OSError) as exc:
+        if debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"Error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("Interrupted; run the same command again to continue.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

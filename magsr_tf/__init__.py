@@ -1,0 +1,13 @@
+"""magsr-tf: unsupervised super-resolution of magnetic spin textures.
+
+Reproduces and extends Lee et al., "Super-resolution of magnetic systems using
+deep learning", Sci. Rep. 13, 11526 (2023).
+"""
+
+__version__ = "0.1.0"
+
+RATIOS = (4, 8, 16)
+"""Super-resolution ratios supported by the paper's architecture."""
+
+class MagsrError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits non-zero."""

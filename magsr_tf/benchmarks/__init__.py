@@ -1,0 +1,1 @@
+"""Benchmarks that print throughput figures and ratios to in-run references."""

@@ -1,0 +1,1 @@
+"""Monte Carlo simulation of the spin lattices (Type I and Type II)."""
