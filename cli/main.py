@@ -11,9 +11,9 @@ import os
 import sys
 
 import typer
+from magsr_tf_cli import bench, evaluate, experiment, export, fit, generate, images, predict, serve
 
 from magsr_tf import MagsrError, __version__
-from magsr_tf_cli import bench, evaluate, experiment, export, fit, generate, images, predict, serve
 
 app = typer.Typer(
     name="magsr-tf",

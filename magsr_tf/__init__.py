@@ -9,5 +9,6 @@ __version__ = "0.1.0"
 RATIOS = (4, 8, 16)
 """Super-resolution ratios supported by the paper's architecture."""
 
+
 class MagsrError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""

@@ -115,6 +115,8 @@ def downsample_direct(hr: np.ndarray, ratio: int) -> np.ndarray:
     out = np.zeros((n, h // ratio, w // ratio, c))
     for k in range(h // ratio):
         for m in range(w // ratio):
-            patch = padded[:, k * ratio : k * ratio + KERNEL_SIZE, m * ratio : m * ratio + KERNEL_SIZE]
+            patch = padded[
+                :, k * ratio : k * ratio + KERNEL_SIZE, m * ratio : m * ratio + KERNEL_SIZE
+            ]
             out[:, k, m] = np.einsum("nijc,ij->nc", patch, kern)
     return out
