@@ -1,9 +1,58 @@
-"""`magsr-tf` sub-command module: export (placeholder until implemented)."""
+"""`magsr-tf export MODEL`: SavedModel for TF Serving, TFLite, models.config."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+
+def export(
+    model: str = typer.Argument(
+        ..., help="Model folder (with model.keras) or a name under --root."
+    ),
+    fmt: str = typer.Option("all", "--format", help="saved_model, tflite or all."),
+    version: int = typer.Option(
+        None, "--version", help="SavedModel version (default: the newest existing one, or 1)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite an existing version."),
+    root: Path = typer.Option(Path("saved_models"), "--root", help="Models root folder."),
+    base_path: str = typer.Option(
+        "/models",
+        "--base-path",
+        help="base_path prefix in models.config (the container's path); 'local' for "
+        "absolute local paths.",
+    ),
+) -> None:
+    """Export a trained SR model for TensorFlow Serving and TFLite."""
+    from magsr_tf.export import ExportConfig, export_model
+
+    config = ExportConfig(
+        model=model,
+        fmt=fmt,
+        version=version,
+        overwrite=overwrite,
+        models_root=root,
+        base_path=None if base_path == "local" else base_path,
+    )
+    result = export_model(config)
+    console = Console()
+    if result.saved_model is not None:
+        state = "wrote" if result.saved_model_written else "kept"
+        console.print(f"SavedModel ({state}): {result.saved_model}")
+    if result.tflite is not None:
+        console.print(f"TFLite: {result.tflite}")
+    if result.models_config is not None:
+        console.print(f"models.config: {result.models_config}")
+    if result.info:
+        info = result.info
+        console.print(
+            f"signature serving_default: {info['input']} float32 [batch, h, w, {info['channels']}]"
+            f" -> {info['output']} [batch, {info['ratio']}h, {info['ratio']}w, {info['channels']}]"
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `export` to `app`."""
+    app.command("export")(export)
