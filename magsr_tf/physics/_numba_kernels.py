@@ -1,0 +1,213 @@
+"""Numba kernels of the annealer: checkerboard half-sweeps on one configuration.
+
+Private backend of `magsr_tf.physics.anneal` (backend "numba"). Each kernel updates one
+sublattice (sites with (ix + iy) % 2 == parity) of a single float64 configuration ``s[L, L, 3]``
+in place, visiting sites in row-major order and drawing random numbers from the configuration's
+own ``np.random.Generator`` (numba shares the Generator's bit-generator state, so the Python
+object advances). With nearest-neighbour couplings only, the sites of one sublattice are
+independent given the other, so a checkerboard half-sweep is an exact Gibbs update; the
+dipolar field (Type II) is frozen during a half-sweep and passed in as ``h_ext``.
+
+DMI codes: 0 none, 1 interfacial (D_ij = D z x r_ij), 2 bulk (D_ij = D r_ij).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+TWO_PI = 2.0 * math.pi
+
+
+@njit(inline="always", cache=True)
+def _nn_field(s, y, x, n, J, D, dmi):
+    """Exchange + DMI field sum_j (J S_j + D_ij x S_j) at site (y, x)."""
+    yp = y + 1 if y + 1 < n else 0
+    ym = y - 1 if y > 0 else n - 1
+    xp = x + 1 if x + 1 < n else 0
+    xm = x - 1 if x > 0 else n - 1
+    hx = J * (s[y, xp, 0] + s[y, xm, 0] + s[yp, x, 0] + s[ym, x, 0])
+    hy = J * (s[y, xp, 1] + s[y, xm, 1] + s[yp, x, 1] + s[ym, x, 1])
+    hz = J * (s[y, xp, 2] + s[y, xm, 2] + s[yp, x, 2] + s[ym, x, 2])
+    if dmi == 1:
+        hx += D * (s[y, xp, 2] - s[y, xm, 2])
+        hy += D * (s[yp, x, 2] - s[ym, x, 2])
+        hz -= D * (s[y, xp, 0] - s[y, xm, 0] + s[yp, x, 1] - s[ym, x, 1])
+    elif dmi == 2:
+        hx += D * (s[yp, x, 2] - s[ym, x, 2])
+        hy -= D * (s[y, xp, 2] - s[y, xm, 2])
+        hz += D * (s[y, xp, 1] - s[y, xm, 1] - s[yp, x, 0] + s[ym, x, 0])
+    return hx, hy, hz
+
+
+@njit(inline="always", cache=True)
+def _heat_bath_draw(hx, hy, hz, beta, rng):
+    """A unit vector drawn from p(S) proportional to exp(beta h . S) (exact inversion)."""
+    hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+    u = rng.random()
+    phi = TWO_PI * rng.random()
+    a = beta * hn
+    if a > 1e-10:
+        c = 1.0 + math.log(u + (1.0 - u) * math.exp(-2.0 * a)) / a
+        if c < -1.0:
+            c = -1.0
+        nx = hx / hn
+        ny = hy / hn
+        nz = hz / hn
+    else:
+        c = 2.0 * u - 1.0
+        nx = 0.0
+        ny = 0.0
+        nz = 1.0
+    st = math.sqrt(max(0.0, 1.0 - c * c))
+    # Orthonormal frame (e1, e2) perpendicular to n, built from whichever axis is far from n.
+    if abs(nz) < 0.9:
+        inv = 1.0 / math.sqrt(nx * nx + ny * ny)
+        e1x = ny * inv
+        e1y = -nx * inv
+        e1z = 0.0
+    else:
+        inv = 1.0 / math.sqrt(ny * ny + nz * nz)
+        e1x = 0.0
+        e1y = nz * inv
+        e1z = -ny * inv
+    e2x = ny * e1z - nz * e1y
+    e2y = nz * e1x - nx * e1z
+    e2z = nx * e1y - ny * e1x
+    cp = st * math.cos(phi)
+    sp = st * math.sin(phi)
+    return (
+        c * nx + cp * e1x + sp * e2x,
+        c * ny + cp * e1y + sp * e2y,
+        c * nz + cp * e1z + sp * e2z,
+    )
+
+
+@njit(cache=True)
+def heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, h_ext, use_h_ext, rng):
+    """Heat-bath update of one sublattice.
+
+    Without anisotropy (K == 0) the new spin is drawn exactly from exp(beta h . S). With K != 0
+    the draw about the linear field h is a proposal accepted with probability
+    min(1, exp(beta K (S'_z^2 - S_z^2))): an independence Metropolis step whose stationary law is
+    exactly exp(beta (h . S + K S_z^2)).
+
+    Returns:
+        Number of accepted moves.
+    """
+    n = s.shape[0]
+    accepted = 0
+    for y in range(n):
+        for x in range((y + parity) % 2, n, 2):
+            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+            if use_h_ext:
+                hx += h_ext[y, x, 0]
+                hy += h_ext[y, x, 1]
+                hz += h_ext[y, x, 2]
+            sx, sy, sz = _heat_bath_draw(hx, hy, hz, beta, rng)
+            if K != 0.0:
+                old_z = s[y, x, 2]
+                d_aniso = beta * K * (sz * sz - old_z * old_z)
+                if d_aniso < 0.0 and rng.random() >= math.exp(d_aniso):
+                    continue
+            s[y, x, 0] = sx
+            s[y, x, 1] = sy
+            s[y, x, 2] = sz
+            accepted += 1
+    return accepted
+
+
+@njit(cache=True)
+def over_relax_half_sweep(s, parity, beta, J, D, dmi, K, h_ext, use_h_ext, rng):
+    """Over-relaxation of one sublattice: S -> 2 (S . h) h / |h|^2 - S.
+
+    The reflection keeps h . S, hence the exchange/DMI/dipolar energy, and is its own inverse
+    (a microcanonical, detailed-balance move). The anisotropy energy changes; with K != 0 the
+    reflection is accepted with min(1, exp(beta K (S'_z^2 - S_z^2))).
+
+    Returns:
+        Number of accepted moves.
+    """
+    n = s.shape[0]
+    accepted = 0
+    for y in range(n):
+        for x in range((y + parity) % 2, n, 2):
+            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+            if use_h_ext:
+                hx += h_ext[y, x, 0]
+                hy += h_ext[y, x, 1]
+                hz += h_ext[y, x, 2]
+            h2 = hx * hx + hy * hy + hz * hz
+            if h2 < 1e-20:
+                continue
+            ox = s[y, x, 0]
+            oy = s[y, x, 1]
+            oz = s[y, x, 2]
+            f = 2.0 * (ox * hx + oy * hy + oz * hz) / h2
+            sx = f * hx - ox
+            sy = f * hy - oy
+            sz = f * hz - oz
+            if K != 0.0:
+                d_aniso = beta * K * (sz * sz - oz * oz)
+                if d_aniso < 0.0 and rng.random() >= math.exp(d_aniso):
+                    continue
+            # Renormalize so that rounding errors do not accumulate over many reflections.
+            inv = 1.0 / math.sqrt(sx * sx + sy * sy + sz * sz)
+            s[y, x, 0] = sx * inv
+            s[y, x, 1] = sy * inv
+            s[y, x, 2] = sz * inv
+            accepted += 1
+    return accepted
+
+
+@njit(cache=True)
+def align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_h_ext):
+    """Zero-temperature relaxation of one sublattice: each spin turned to its h_eff.
+
+    h_eff includes the anisotropy field 2 K S_z z (at the spin's current S_z) and ``h_ext``.
+
+    Returns:
+        The largest torque |S x h_eff| met before turning (a convergence measure).
+    """
+    n = s.shape[0]
+    worst = 0.0
+    for y in range(n):
+        for x in range((y + parity) % 2, n, 2):
+            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+            if use_h_ext:
+                hx += h_ext[y, x, 0]
+                hy += h_ext[y, x, 1]
+                hz += h_ext[y, x, 2]
+            ox = s[y, x, 0]
+            oy = s[y, x, 1]
+            oz = s[y, x, 2]
+            hz += 2.0 * K * oz
+            tx = oy * hz - oz * hy
+            ty = oz * hx - ox * hz
+            tz = ox * hy - oy * hx
+            t2 = tx * tx + ty * ty + tz * tz
+            if t2 > worst:
+                worst = t2
+            hn = math.sqrt(hx * hx + hy * hy + hz * hz)
+            if hn < 1e-12:
+                continue
+            s[y, x, 0] = hx / hn
+            s[y, x, 1] = hy / hn
+            s[y, x, 2] = hz / hn
+    return math.sqrt(worst)
+
+
+@njit(cache=True)
+def nn_field_array(s, J, D, dmi):
+    """Exchange + DMI field of every site (testing aid for the kernels' field formula)."""
+    n = s.shape[0]
+    out = np.empty_like(s)
+    for y in range(n):
+        for x in range(n):
+            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+            out[y, x, 0] = hx
+            out[y, x, 1] = hy
+            out[y, x, 2] = hz
+    return out
