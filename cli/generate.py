@@ -1,9 +1,130 @@
-"""`magsr-tf` sub-command module: generate (placeholder until implemented)."""
+"""`magsr-tf generate typeI|typeII`: anneal spin configurations into an HDF5 dataset."""
 
 from __future__ import annotations
 
+import signal
+import time
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+# Same values as magsr_tf.dataset; repeated so that `magsr-tf --help` does not import h5py.
+_DEFAULT_N = 40_100
+_DEFAULT_SEED = 11526
+
+
+class _RateColumn(ProgressColumn):
+    """Configurations per second over this run (chunks finish minutes apart, so
+    Rich's windowed speed estimate would mostly be blank)."""
+
+    def render(self, task: Task) -> Text:
+        rate = _rate(task)
+        return Text(f"{rate:.3g} conf/s" if rate else "- conf/s", style="progress.data.speed")
+
+
+class _EtaColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        rate = _rate(task)
+        if not rate or task.total is None:
+            return Text("ETA -:--:--", style="progress.remaining")
+        left = int((task.total - task.completed) / rate)
+        return Text(
+            f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining"
+        )
+
+
+def _rate(task: Task) -> float | None:
+    done_here = task.completed - task.fields.get("start", 0)
+    elapsed = time.monotonic() - task.fields.get("t0", time.monotonic())
+    return done_here / elapsed if done_here > 0 and elapsed > 0 else None
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    # `kill PID` then closes the HDF5 file cleanly, exactly like Ctrl-C.
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `generate` to `app`."""
+
+    @app.command("generate")
+    def generate(
+        kind: str = typer.Argument(..., help="Hamiltonian type: typeI or typeII."),
+        n: int = typer.Option(_DEFAULT_N, "--n", help="Configurations in total (train + test)."),
+        out: Path = typer.Option(None, "--out", help="HDF5 file (default: data/KIND.h5)."),
+        seed: int = typer.Option(_DEFAULT_SEED, "--seed", help="Base seed."),
+        test: int = typer.Option(100, "--test", help="Test configurations (the last rows)."),
+        lattice: int = typer.Option(128, "--lattice", help="Lattice size L (even)."),
+        workers: int = typer.Option(0, "--workers", help="Annealing processes (0: one per core)."),
+        phases: int = typer.Option(
+            0, "--phases", help="Extra LR images per ratio of the state shifted by HR pixels."
+        ),
+    ) -> None:
+        """Anneal spin configurations and write HR and LR images to an HDF5 file.
+
+        Interrupted runs (Ctrl-C, kill) leave OUT.partial; the same command
+        continues it. An existing dataset is never overwritten.
+        """
+        from magsr_tf.dataset import GenerateConfig, open_info
+        from magsr_tf.dataset import generate as generate_dataset
+
+        config = GenerateConfig(
+            kind=kind,
+            n=n,
+            out=out,
+            seed=seed,
+            n_test=test,
+            lattice=lattice,
+            workers=workers or None,
+            phases=phases,
+        )
+        console = Console(stderr=True)
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            _EtaColumn(),
+            TimeElapsedColumn(),
+        )
+        # The bar appears with the first progress report, so that parameter
+        # errors print alone and a complete file prints no bar at all.
+        bar = Progress(*columns, console=console)
+        task = bar.add_task(f"{kind} L={config.lattice}", total=config.n)
+        state: dict[str, int] = {}
+
+        def on_progress(done: int, total: int) -> None:
+            if "start" not in state:
+                state["start"] = done
+                if done >= total:
+                    return
+                bar.update(task, start=done, t0=time.monotonic())
+                bar.start()
+            bar.update(task, completed=done, total=total)
+
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        try:
+            path = generate_dataset(config, progress=on_progress)
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+        info = open_info(path)
+        made = info.n - state.get("start", 0)
+        what = "already complete" if made == 0 else f"{made} configurations annealed"
+        size_mb = path.stat().st_size / 2**20
+        Console().print(
+            f"{path}: {info.kind}, {info.n_train} train + {info.n_test} test configurations, "
+            f"L={info.lattice}, LR ratios {', '.join(f'x{r}' for r in info.ratios)}, "
+            f"{info.phases} extra phases, {size_mb:.1f} MiB ({what})"
+        )

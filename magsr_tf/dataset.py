@@ -499,18 +499,37 @@ def _open_partial(
     # never leaves a half-made .partial behind.
     scratch = partial.with_name(f"{partial.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(scratch, "w-") as f:
+        # Plain open() first: its error names the cause ("Permission denied").
+        with open(scratch, "xb"):
+            pass
+        with h5py.File(scratch, "w") as f:
             _create_layout(f, config, params)
         os.replace(scratch, partial)
     except OSError as exc:
         with contextlib.suppress(OSError):
             scratch.unlink()
-        raise MagsrError(f"cannot write {partial}: {_error_line(exc)}") from None
+        raise MagsrError(f"cannot write {partial}: {_os_reason(exc)}") from None
     except BaseException:
         with contextlib.suppress(OSError):
             scratch.unlink()
         raise
     return h5py.File(partial, "r+")
+
+
+def _make_folder(out: Path) -> None:
+    ancestor = out.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise MagsrError(f"cannot write {out}: {ancestor} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MagsrError(f"cannot create the folder of {out}: {_os_reason(exc)}") from None
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or _error_line(exc)
 
 
 def _publish(partial: Path, out: Path) -> None:
@@ -587,10 +606,7 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
         if progress is not None:
             progress(n, n)
         return out
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MagsrError(f"cannot create the folder of {out}: {_error_line(exc)}") from None
+    _make_folder(out)
 
     workers = config.workers or os.cpu_count() or 1
     chunk = config.chunk or int(anneal_mod.DEFAULT_BATCH) * workers
