@@ -163,7 +163,7 @@ def over_relax_half_sweep(s, parity, beta, J, D, dmi, K, h_ext, use_h_ext, rng):
 
 
 @njit(cache=True)
-def align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_h_ext):
+def align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_h_ext, omega):
     """Zero-temperature relaxation of one sublattice: each spin turned to its h_eff.
 
     h_eff includes the anisotropy field 2 K S_z z (at the spin's current S_z) and ``h_ext``.
@@ -193,9 +193,14 @@ def align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_h_ext):
             hn = math.sqrt(hx * hx + hy * hy + hz * hz)
             if hn < 1e-12:
                 continue
-            s[y, x, 0] = hx / hn
-            s[y, x, 1] = hy / hn
-            s[y, x, 2] = hz / hn
+            # Successive over-relaxation: step omega times the way to the field direction.
+            nx = ox + omega * (hx / hn - ox)
+            ny = oy + omega * (hy / hn - oy)
+            nz = oz + omega * (hz / hn - oz)
+            inv = 1.0 / math.sqrt(nx * nx + ny * ny + nz * nz)
+            s[y, x, 0] = nx * inv
+            s[y, x, 1] = ny * inv
+            s[y, x, 2] = nz * inv
     return math.sqrt(worst)
 
 

@@ -30,6 +30,7 @@ from magsr_tf.physics.hamiltonian import (
     TypeII,
     check_spins,
     dipolar_field,
+    energy_per_spin,
     max_torque,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "anneal",
     "relax",
     "resolve_backend",
+    "thermal_energies",
 ]
 
 logger = logging.getLogger(__name__)
@@ -204,7 +206,7 @@ def _relax_one_numba(s, ham, tol, max_sweeps) -> np.ndarray:
         worst = 0.0
         for parity in (0, 1):
             h = dipolar_field(s[None], ham)[0] if dipolar else no_field
-            worst = max(worst, nk.align_half_sweep(s, parity, J, D, dmi, K, h, dipolar))
+            worst = max(worst, nk.align_half_sweep(s, parity, J, D, dmi, K, h, dipolar, 1.0))
         # The kernel's torque is measured before turning; confirm with the exact torque.
         if worst < tol and max_torque(s[None].astype(np.float32), ham)[0] < tol:
             break
@@ -367,3 +369,54 @@ def anneal(
                 if progress is not None:
                     progress(done, total)
     return np.concatenate(results)
+
+
+def thermal_energies(
+    ham,
+    rngs: Sequence[np.random.Generator],
+    lattice: int,
+    temperature: float,
+    sweeps: int,
+    over_relax: int = 1,
+    backend: str = "auto",
+) -> np.ndarray:
+    """Energy per spin after each sweep of the sampler at a fixed temperature (no relaxation).
+
+    Runs the annealer's moves (one heat-bath sweep + `over_relax` over-relaxation sweeps per
+    step) from a random state, for equilibrium checks against a plain Metropolis sampler.
+
+    Returns:
+        float64 ``[len(rngs), sweeps]``.
+    """
+    _check_ham(ham)
+    backend = resolve_backend(backend)
+    beta = 1.0 / float(temperature)
+    rngs = list(rngs)
+    out = np.empty((len(rngs), int(sweeps)))
+    if backend == "numpy":
+        q = npb.random_quarters(rngs, lattice)
+        for k in range(sweeps):
+            for parity in (0, 1):
+                npb.heat_bath_half_sweep(q, parity, beta, ham, rngs)
+            for _ in range(over_relax):
+                for parity in (0, 1):
+                    npb.over_relax_half_sweep(q, parity, beta, ham, rngs)
+            out[:, k] = energy_per_spin(npb.from_quarters(q), ham)
+        return out
+    from magsr_tf.physics import _numba_kernels as nk
+
+    J, D, dmi, K = _numba_params(ham)
+    dipolar = isinstance(ham, TypeII)
+    no_field = np.zeros((1, 1, 3))
+    for i, rng in enumerate(rngs):
+        s = npb.random_state(rng, lattice)
+        for k in range(sweeps):
+            for parity in (0, 1):
+                h = dipolar_field(s[None], ham)[0] if dipolar else no_field
+                nk.heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, h, dipolar, rng)
+            for _ in range(over_relax):
+                for parity in (0, 1):
+                    h = dipolar_field(s[None], ham)[0] if dipolar else no_field
+                    nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, h, dipolar, rng)
+            out[i, k] = energy_per_spin(s[None], ham)[0]
+    return out

@@ -53,6 +53,7 @@ __all__ = [
     "dipolar_kernel",
     "dipolar_field",
     "check_spins",
+    "delta_energy",
 ]
 
 DMI_KINDS = ("interfacial", "bulk")
@@ -297,3 +298,33 @@ def max_torque(spins: np.ndarray, ham: Hamiltonian) -> np.ndarray:
     spins = check_spins(spins)
     torque = np.cross(spins.astype(np.float64), local_field(spins, ham))
     return np.sqrt(np.max(np.sum(torque**2, axis=-1), axis=(1, 2)))
+
+
+def delta_energy(
+    spins: np.ndarray, ham: Hamiltonian, site: tuple[int, int], new_spin: np.ndarray
+) -> np.ndarray:
+    """Energy change of turning one spin, from its local field (what the samplers use).
+
+    ``dE = -(S' - S) . h_lin - K (S'_z^2 - S_z^2)``, where ``h_lin`` is the field of the bilinear
+    terms (exchange, DMI, dipolar; no self term, so it does not depend on S itself).
+
+    Args:
+        spins: ``[n, L, L, 3]``.
+        ham: TypeI or TypeII.
+        site: ``(iy, ix)`` of the turned spin (the same site in every configuration).
+        new_spin: ``[3]`` or ``[n, 3]`` new spin(s).
+
+    Returns:
+        float64 ``[n]``.
+    """
+    spins = check_spins(spins)
+    iy, ix = site
+    old = spins[:, iy, ix, :].astype(np.float64)
+    new = np.broadcast_to(np.asarray(new_spin, dtype=np.float64), old.shape)
+    h = local_field(spins, ham)[:, iy, ix, :]
+    if isinstance(ham, TypeII):
+        h[:, 2] -= 2.0 * ham.K * old[:, 2]
+        aniso = -ham.K * (new[:, 2] ** 2 - old[:, 2] ** 2)
+    else:
+        aniso = 0.0
+    return -np.sum((new - old) * h, axis=-1) + aniso

@@ -1,0 +1,273 @@
+"""Tests of the annealer: equilibrium sampling, annealed physics, T = 0 finish, determinism."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from magsr_tf import MagsrError
+from magsr_tf.physics.anneal import (
+    DEFAULT_BATCH,
+    Schedule,
+    anneal,
+    default_schedule,
+    relax,
+    schedule_attrs,
+    thermal_energies,
+)
+from magsr_tf.physics.hamiltonian import (
+    TypeI,
+    TypeII,
+    energy_per_spin,
+    local_field,
+    max_torque,
+)
+from magsr_tf.physics.observables import structure_factor_peak, wall_fraction
+
+SEED = 4242
+BACKENDS = ["numpy", "numba"]
+
+
+def rngs_for(seed: int, count: int, offset: int = 0) -> list[np.random.Generator]:
+    return [np.random.default_rng([seed, offset + i]) for i in range(count)]
+
+
+def assert_unit_length(spins: np.ndarray) -> None:
+    assert spins.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(spins, axis=-1), 1.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- equilibrium
+
+
+def linear_coupling(ham, lattice) -> np.ndarray:
+    """M [N, 3, N, 3] with h_lin,i = -sum_j M_ij S_j, read off local_field on basis states."""
+    n_sites = lattice * lattice
+    basis = np.eye(3 * n_sites).reshape(3 * n_sites, lattice, lattice, 3)
+    h = local_field(basis, ham)
+    if isinstance(ham, TypeII):
+        h[..., 2] -= 2 * ham.K * basis[..., 2]  # keep only the bilinear terms
+    return -h.reshape(n_sites, 3, n_sites, 3).transpose(2, 3, 0, 1)
+
+
+def metropolis_energies(ham, lattice, temperature, sweeps, burn_in, rng, cone=0.6) -> np.ndarray:
+    """Plain sequential single-spin Metropolis; energy per spin after each sweep after burn-in.
+
+    Proposals S' = normalize(S + cone * g), g isotropic Gaussian (symmetric: the proposal density
+    depends on S . S' only); acceptance min(1, exp(-dE / T)).
+    """
+    n_sites = lattice * lattice
+    coupling = linear_coupling(ham, lattice).reshape(n_sites, 3, 3 * n_sites)
+    k_aniso = ham.K if isinstance(ham, TypeII) else 0.0
+    s = rng.normal(size=(n_sites, 3))
+    s /= np.linalg.norm(s, axis=-1, keepdims=True)
+    e = energy_per_spin(s.reshape(1, lattice, lattice, 3), ham)[0] * n_sites
+    out = []
+    for sweep in range(sweeps):
+        for i in range(n_sites):
+            old = s[i].copy()
+            new = old + cone * rng.normal(size=3)
+            new /= np.linalg.norm(new)
+            h_lin = -coupling[i] @ s.reshape(-1)
+            d_e = -np.dot(new - old, h_lin) - k_aniso * (new[2] ** 2 - old[2] ** 2)
+            if d_e <= 0 or rng.random() < math.exp(-d_e / temperature):
+                s[i] = new
+                e += d_e
+        if sweep >= burn_in:
+            out.append(e / n_sites)
+    # The running energy must still agree with a fresh evaluation (checks dE as well).
+    final = energy_per_spin(s.reshape(1, lattice, lattice, 3), ham)[0]
+    assert final == pytest.approx(e / n_sites, abs=1e-9)
+    return np.array(out)
+
+
+METROPOLIS_RUN = (4, 6, 700, 100)  # lattice, chains, sweeps, burn-in sweeps
+
+
+@functools.cache
+def reference_chain_means(ham, temperature) -> np.ndarray:
+    lattice, chains, sweeps, burn_in = METROPOLIS_RUN
+    rng = np.random.default_rng(SEED)
+    return np.array(
+        [
+            metropolis_energies(ham, lattice, temperature, sweeps, burn_in, rng).mean()
+            for _ in range(chains)
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "ham,temperature",
+    [
+        (TypeI(), 0.6),
+        (TypeII(D=0.0, K=0.6), 0.5),  # anisotropy alone: checks the Metropolis correction
+        (TypeII(), 0.5),
+    ],
+    ids=["typeI", "anisotropy", "typeII"],
+)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sampler_matches_sequential_metropolis(ham, temperature, backend):
+    lattice, chains, sweeps, burn_in = METROPOLIS_RUN
+    reference = reference_chain_means(ham, temperature)
+    ours = thermal_energies(
+        ham, rngs_for(SEED, chains, 100), lattice, temperature, sweeps, backend=backend
+    )[:, burn_in:].mean(axis=1)
+    error = math.sqrt(reference.var(ddof=1) / chains + ours.var(ddof=1) / chains)
+    assert error < 0.02 * abs(reference.mean())  # the comparison has resolving power
+    assert abs(ours.mean() - reference.mean()) < 4 * error, (ours.mean(), reference.mean(), error)
+
+
+# --------------------------------------------------------------------------- annealed physics
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_type_i_anneal_spiral_wave_number_and_t0(backend):
+    ham = TypeI()
+    spins = anneal(ham, rngs_for(SEED, 2), lattice=64, backend=backend)
+    assert spins.shape == (2, 64, 64, 3)
+    assert_unit_length(spins)
+    assert np.all(max_torque(spins, ham) < 1e-2)
+    q_expected = math.atan(ham.D / ham.J)
+    np.testing.assert_allclose(structure_factor_peak(spins), q_expected, rtol=0.10)
+    # Labyrinths lie close above the single-spiral energy -J - sqrt(J^2 + D^2).
+    e = energy_per_spin(spins, ham)
+    spiral = -ham.J - math.hypot(ham.J, ham.D)
+    assert np.all(e > spiral) and np.all(e < spiral + 0.01)
+
+
+def test_type_i_bulk_dmi_anneal():
+    ham = TypeI(dmi="bulk")
+    spins = anneal(ham, rngs_for(SEED, 1), lattice=64, backend="numba")
+    assert max_torque(spins, ham)[0] < 1e-2
+    np.testing.assert_allclose(structure_factor_peak(spins), math.atan(0.3), rtol=0.10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_type_ii_anneal_domains_and_walls(backend):
+    ham = TypeII()
+    schedule = Schedule(t_start=1.5, t_end=0.02, sweeps=60)
+    spins = anneal(ham, rngs_for(SEED, 1), lattice=64, schedule=schedule, backend=backend)
+    assert_unit_length(spins)
+    assert np.all(max_torque(spins, ham) < 1e-2)
+    sz = spins[..., 2]
+    assert np.all(np.mean(np.abs(sz) > 0.9, axis=(1, 2)) >= 0.5)
+    np.testing.assert_allclose(wall_fraction(spins), np.mean(np.abs(sz) < 0.9, axis=(1, 2)))
+
+
+# --------------------------------------------------------------------------- interface
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_generator_same_configuration_whatever_the_batch(backend):
+    ham = TypeII()
+    schedule = Schedule(t_start=1.0, t_end=0.05, sweeps=8)
+    together = anneal(ham, rngs_for(SEED, 3), lattice=8, schedule=schedule, backend=backend)
+    alone = np.concatenate(
+        [
+            anneal(ham, rngs_for(SEED, 1, i), lattice=8, schedule=schedule, backend=backend)
+            for i in range(3)
+        ]
+    )
+    np.testing.assert_array_equal(together, alone)
+    other = anneal(ham, rngs_for(SEED + 1, 1), lattice=8, schedule=schedule, backend=backend)
+    assert not np.array_equal(other[0], together[0])
+
+
+def test_workers_give_the_same_configurations():
+    ham = TypeI()
+    schedule = Schedule(t_start=1.0, t_end=0.05, sweeps=10)
+    calls = []
+    serial = anneal(ham, rngs_for(SEED, 3), lattice=8, schedule=schedule)
+    pooled = anneal(
+        ham,
+        rngs_for(SEED, 3),
+        lattice=8,
+        schedule=schedule,
+        workers=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    np.testing.assert_array_equal(serial, pooled)
+    assert calls[-1] == (3, 3) and all(t == 3 for _, t in calls)
+
+
+def test_relax_reaches_torque_bound():
+    rng = np.random.default_rng(SEED)
+    spins = rng.normal(size=(2, 16, 16, 3))
+    spins /= np.linalg.norm(spins, axis=-1, keepdims=True)
+    for backend in BACKENDS:
+        for ham in (TypeI(), TypeII()):
+            out = relax(spins, ham, tol=1e-3, backend=backend)
+            assert_unit_length(out)
+            assert np.all(max_torque(out, ham) < 1e-3)
+            assert np.all(energy_per_spin(out, ham) < energy_per_spin(spins, ham))
+
+
+def test_schedule_and_attrs():
+    for ham in (TypeI(), TypeII()):
+        schedule = default_schedule(ham)
+        temps = schedule.temperatures()
+        assert temps.shape == (schedule.sweeps,)
+        assert temps[0] == pytest.approx(schedule.t_start)
+        assert temps[-1] == pytest.approx(schedule.t_end)
+        assert np.all(np.diff(temps) < 0)
+        attrs = json.loads(json.dumps(schedule_attrs(schedule)))
+        assert attrs["sweeps"] == schedule.sweeps and attrs["relax_tol"] == 1e-2
+        assert schedule.longer(4).sweeps == 4 * schedule.sweeps
+    assert DEFAULT_BATCH >= 1
+
+
+def test_bad_input_raises_magsr_error():
+    rngs = rngs_for(SEED, 1)
+    with pytest.raises(MagsrError, match="lattice"):
+        anneal(TypeI(), rngs, lattice=7)
+    with pytest.raises(MagsrError, match="backend"):
+        anneal(TypeI(), rngs, lattice=8, backend="cuda")
+    with pytest.raises(MagsrError, match="workers"):
+        anneal(TypeI(), rngs, lattice=8, workers=0)
+    with pytest.raises(MagsrError, match="Generator"):
+        anneal(TypeI(), [123], lattice=8)
+    with pytest.raises(MagsrError, match="ham"):
+        anneal("typeI", rngs, lattice=8)
+    with pytest.raises(MagsrError, match="t_end"):
+        Schedule(t_start=0.1, t_end=1.0, sweeps=10)
+    with pytest.raises(MagsrError, match="sweeps"):
+        Schedule(t_start=1.0, t_end=0.1, sweeps=0)
+    assert anneal(TypeI(), [], lattice=8).shape == (0, 8, 8, 3)
+
+
+# --------------------------------------------------------------------------- slow
+
+
+def _convergence(ham, count=16, lattice=128):
+    schedule = default_schedule(ham)
+    short = anneal(ham, rngs_for(SEED, count), lattice, schedule, workers=2)
+    long = anneal(ham, rngs_for(SEED, count, 1000), lattice, schedule.longer(4), workers=2)
+    return short, long
+
+
+@pytest.mark.slow
+def test_type_i_default_schedule_converged():
+    ham = TypeI()
+    short, long = _convergence(ham)
+    e_short = energy_per_spin(short, ham).mean()
+    e_long = energy_per_spin(long, ham).mean()
+    print(f"Type I E/spin: default {e_short:.5f}, 4x longer {e_long:.5f}")
+    assert abs(e_short - e_long) < 0.01 * abs(e_long)
+    assert np.all(max_torque(short, ham) < 1e-2)
+    np.testing.assert_allclose(structure_factor_peak(short), math.atan(0.3), rtol=0.10)
+
+
+@pytest.mark.slow
+def test_type_ii_default_schedule_converged():
+    ham = TypeII()
+    short, long = _convergence(ham)
+    e_short = energy_per_spin(short, ham).mean()
+    e_long = energy_per_spin(long, ham).mean()
+    print(f"Type II E/spin: default {e_short:.5f}, 4x longer {e_long:.5f}")
+    print(f"wall fraction: {wall_fraction(short).mean():.4f} vs {wall_fraction(long).mean():.4f}")
+    assert abs(e_short - e_long) < 0.01 * abs(e_long)
+    assert np.all(max_torque(short, ham) < 1e-2)
