@@ -1,9 +1,117 @@
-"""`magsr-tf` sub-command module: evaluate (placeholder until implemented)."""
+"""`magsr-tf evaluate MODEL --data ...` and `magsr-tf report`: Tables 1/2 and one report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+def _progress_bar(console: Console, description: str) -> tuple[Progress, callable]:
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task(description, total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    return bar, on_progress
+
+
+def output_console() -> Console:
+    """Console for results: terminal width, or 120 columns when piped (tables stay unwrapped)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
+def print_tables(console: Console, tables) -> None:
+    """Prints ``(title, header, rows)`` tables as Rich tables."""
+    for title, header, rows in tables:
+        table = Table(title=title, title_justify="left")
+        for k, name in enumerate(header):
+            table.add_column(name, justify="left" if k == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `evaluate` and `report` to `app`."""
+
+    @app.command("evaluate")
+    def evaluate(
+        model: Path = typer.Argument(..., help="Model folder (saved_models/NAME) or .keras file."),
+        data: str = typer.Option("typeI", "--data", help="typeI, typeII or a dataset path."),
+        json_out: Path = typer.Option(
+            None, "--json", help="JSON of every number (default: MODEL/evaluation_KIND_xR.json)."
+        ),
+        figures: Path = typer.Option(
+            None, "--figures", help="Folder for PNG figures (default: MODEL/figures)."
+        ),
+        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Inference batch size."),
+        physical: bool = typer.Option(
+            True, "--physical/--no-physical", help="Energy, S(q) peak, Q, domain walls."
+        ),
+    ) -> None:
+        """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
+        from magsr_tf.evaluate import EvaluateConfig
+        from magsr_tf.evaluate import evaluate as run
+        from magsr_tf.report import LEGEND, evaluation_tables
+
+        config = EvaluateConfig(
+            model=model,
+            data=data,
+            json_out=json_out,
+            figures=figures,
+            max_images=images or None,
+            batch_size=batch_size,
+            physical=physical,
+        )
+        console = output_console()
+        bar, on_progress = _progress_bar(Console(stderr=True), "super-resolving")
+        try:
+            result = run(config, progress=on_progress)
+        finally:
+            bar.stop()
+        console.print(
+            f"[bold]{result['kind']} x{result['ratio']}[/], {result['n_images']} test images "
+            f"of {result['data']}"
+        )
+        print_tables(console, evaluation_tables(result))
+        console.print(LEGEND, style="dim")
+        best = result["gains_db"].get("over_best_aligned")
+        if best:
+            console.print(
+                f"SR gain over the best aligned baseline ({best['method']}): "
+                f"{best['db']:+.2f} dB (PSNR, MAX = 2)"
+            )
+        console.print(f"JSON: {result['json']}")
+        for path in result["figures"]:
+            console.print(f"Figure: {path}")
+
+    @app.command("report")
+    def report(
+        models: Path = typer.Option(Path("saved_models"), "--models", help="Models folder."),
+        out: Path = typer.Option(None, "--out", help="Markdown file (default: MODELS/report.md)."),
+    ) -> None:
+        """Collect every model's tables and figures under saved_models/ into one Markdown file."""
+        from magsr_tf.report import ReportConfig, build_report
+
+        result = build_report(ReportConfig(models_dir=models, out=out))
+        console = Console()
+        console.print(
+            f"Report of {len(result['models'])} model(s) and {len(result['experiments'])} "
+            f"experiment(s): {result['report']}"
+        )

@@ -1,9 +1,134 @@
-"""`magsr-tf` sub-command module: experiment (placeholder until implemented)."""
+"""`magsr-tf experiment crossfeed|noise`: the paper's Fig. 4 and Figs. 5/6."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from magsr_tf_cli.evaluate import _progress_bar, output_console
+from rich.console import Console
+from rich.table import Table
+
+
+def _print(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for k, name in enumerate(header):
+        table.add_column(name, justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ValueError(f"--alphas must be comma-separated numbers. Received: {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise ValueError(
+            f"--snapshots must be comma-separated integers. Received: {text!r}"
+        ) from None
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add the `experiment` sub-app (`crossfeed`, `noise`) to `app`."""
+    sub = typer.Typer(help="The paper's experiments: cross-feeding (Fig. 4), noise (Figs. 5, 6).")
+    app.add_typer(sub, name="experiment")
+
+    @sub.command("crossfeed")
+    def crossfeed(
+        net_i: Path = typer.Argument(..., help="Network trained on Type I (folder or .keras)."),
+        net_ii: Path = typer.Argument(..., help="Network trained on Type II, same ratio."),
+        data_i: str = typer.Option("typeI", "--data-i", help="Type I data: typeI or a path."),
+        data_ii: str = typer.Option("typeII", "--data-ii", help="Type II data: typeII or a path."),
+        out: Path = typer.Option(
+            None, "--out", help="Output folder (default: saved_models/experiments/crossfeed_xR)."
+        ),
+        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
+    ) -> None:
+        """Feed each network both data types; distributions of MSE, PSNR and Corr (Fig. 4)."""
+        from magsr_tf.experiments import CrossfeedConfig
+        from magsr_tf.experiments import crossfeed as run
+        from magsr_tf.report import crossfeed_table, fmt
+
+        config = CrossfeedConfig(
+            net_i=net_i,
+            net_ii=net_ii,
+            data_i=data_i,
+            data_ii=data_ii,
+            out=out,
+            max_images=images or None,
+        )
+        console = output_console()
+        bar, on_progress = _progress_bar(Console(stderr=True), "network/data pairs")
+        try:
+            result = run(config, progress=on_progress)
+        finally:
+            bar.stop()
+        header, rows = crossfeed_table(result)
+        _print(console, f"Cross-feeding x{result['ratio']}", header, rows)
+        for name, v in result["bilinear_psnr"].items():
+            console.print(
+                f"Bilinear PSNR on {name}: aligned {fmt(v['aligned']['mean'])} dB, "
+                f"paper grid {fmt(v['paper_grid']['mean'])} dB"
+            )
+        console.print("Ranking by PSNR: " + " > ".join(result["ranking"]))
+        console.print("Paper's ranking: " + " > ".join(result["paper_ranking"]))
+        console.print(f"JSON: {result['json']}")
+        for path in result["figures"]:
+            console.print(f"Figure: {path}")
+
+    @sub.command("noise")
+    def noise(
+        model: Path = typer.Argument(..., help="Model folder or .keras file."),
+        data: str = typer.Option("typeI", "--data", help="typeI, typeII or a dataset path."),
+        alphas: str = typer.Option(
+            None, "--alphas", help="Comma-separated noise intensities (default by data type)."
+        ),
+        iterations: int = typer.Option(100, "--iterations", help="Recursive passes."),
+        snapshots: str = typer.Option(
+            "1,10,20,100", "--snapshots", help="Iterations shown in the sample figure."
+        ),
+        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
+        seed: int = typer.Option(5, "--seed", help="Seed of the noise maps."),
+        out: Path = typer.Option(
+            None, "--out", help="Output folder (default: MODEL/noise_KIND_xR)."
+        ),
+    ) -> None:
+        """Recursive process with noise S = L2(S + alpha N): Corr per iteration (Figs. 5, 6)."""
+        from magsr_tf.experiments import NoiseConfig, noise_response
+        from magsr_tf.report import noise_table
+
+        config = NoiseConfig(
+            model=model,
+            data=data,
+            alphas=_floats(alphas),
+            iterations=iterations,
+            snapshots=_ints(snapshots),
+            max_images=images or None,
+            seed=seed,
+            out=out,
+        )
+        console = output_console()
+        bar, on_progress = _progress_bar(Console(stderr=True), "iterations")
+        try:
+            result = noise_response(config, progress=on_progress)
+        finally:
+            bar.stop()
+        header, rows = noise_table(result)
+        _print(
+            console,
+            f"Noise response, {result['kind']} x{result['ratio']}, {result['n_images']} images",
+            header,
+            rows,
+        )
+        console.print(f"JSON: {result['json']}")
+        for path in result["figures"]:
+            console.print(f"Figure: {path}")

@@ -148,7 +148,8 @@ def topological_charge(spins) -> np.ndarray:
     up = np.roll(s, -1, axis=1)  # r + y
     diag = np.roll(right, -1, axis=1)  # r + x + y
     omega = _solid_angle(s, right, diag) + _solid_angle(s, diag, up)
-    return omega.sum(axis=(1, 2)) / (4 * np.pi)
+    # The sum is an integer up to float rounding; drop the rounding noise (and -0).
+    return np.round(omega.sum(axis=(1, 2)) / (4 * np.pi), 9) + 0.0
 
 
 def _sz(spins) -> np.ndarray:

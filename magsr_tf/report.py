@@ -1,0 +1,305 @@
+"""One Markdown report of every model's tables and figures under ``saved_models/``.
+
+:func:`build_report` collects what the other commands wrote:
+
+- ``saved_models/NAME/summary.json`` (``magsr-tf fit``) and
+  ``train_config.json``: a few headline numbers per model;
+- ``saved_models/NAME/evaluation_*.json`` (``magsr-tf evaluate``): the
+  Tables 1/2 layout, aligned and paper-grid baselines, the paper's published
+  values, gains and physical metrics, and the figures;
+- ``saved_models/NAME/noise_*/noise_*.json`` (``magsr-tf experiment noise``);
+- ``saved_models/experiments/crossfeed_*/crossfeed_*.json``.
+
+Figures are linked by paths relative to the report, so the report and the
+folder can be moved together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magsr_tf import MagsrError
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = Path("saved_models")
+METHOD_ORDER = ("gaussian", "bilinear", "bicubic", "sr")
+METRIC_ROWS = (
+    ("mse", "MSE"),
+    ("psnr", "PSNR"),
+    ("psnr_tables", "PSNR tables"),
+    ("corr", "Corr"),
+)
+LEGEND = (
+    "MSE over sites and components; PSNR = 10 log10(4 / MSE) dB (the paper's formula, "
+    "MAX = 2); PSNR tables = 10 log10(16 / MSE) dB (the convention of the paper's tables, "
+    "+6.02 dB); Corr = mean s·s′; mean ± std over test images. Gains are quoted over the "
+    "aligned baselines."
+)
+OBSERVABLE_LABELS = {
+    "energy_per_spin": "E per spin",
+    "q_peak": "q peak (rad/site)",
+    "qz_peak": "qz peak (rad/site)",
+    "topological_charge": "Q",
+    "wall_fraction": "wall fraction",
+    "wall_length": "wall length",
+}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """``magsr-tf report``.
+
+    Attributes:
+        models_dir: folder holding one sub-folder per model (``saved_models``).
+        out: the Markdown file; default ``MODELS_DIR/report.md``.
+    """
+
+    models_dir: Path = MODELS_DIR
+    out: Path | None = None
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        logger.warning("skipping unreadable %s: %s", path, exc)
+        return None
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A number for a table: 4 significant digits; strings (e.g. "inf") unchanged."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def mean_std(summary: dict | None, digits: int = 4) -> str:
+    if not summary:
+        return "–"
+    return f"{fmt(summary['mean'], digits)} ± {fmt(summary['std'], 2)}"
+
+
+def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The tables of one evaluation as ``(title, header, rows)``, shared by the CLI and report."""
+    metrics = result["metrics"]
+    labels = result.get("labels", {})
+    tables = []
+    for title, suffix in (
+        ("aligned baselines (honest)", ""),
+        ("paper-grid baselines (tf.image.resize, half-pixel)", "_paper"),
+    ):
+        names = [m + suffix if m != "sr" else "sr" for m in METHOD_ORDER]
+        names = [n for n in names if n in metrics]
+        header = ["Metric", *(labels.get(n, n) for n in names)]
+        rows = [
+            [label, *(mean_std(metrics[n].get(key)) for n in names)] for key, label in METRIC_ROWS
+        ]
+        tables.append((f"x{result['ratio']} {result['kind']}, {title}", header, rows))
+    paper = result.get("paper")
+    if paper:
+        names = [n for n in METHOD_ORDER if n in paper]
+        header = ["Metric", *(labels.get(n, n) for n in names)]
+        rows = [
+            ["MSE", *(fmt(paper[n]["mse"]) for n in names)],
+            [
+                "PSNR tables",
+                *(
+                    f"{fmt(paper[n]['psnr_tables'])} ± {fmt(paper[n]['psnr_tables_std'])}"
+                    for n in names
+                ),
+            ],
+            ["Corr", *(fmt(paper[n]["corr"]) for n in names)],
+        ]
+        tables.append(
+            (
+                f"published by Lee et al. (Table {1 if result['kind'] == 'typeI' else 2})",
+                header,
+                rows,
+            )
+        )
+    gains = result.get("gains_db", {})
+    if gains.get("over_aligned"):
+        header = ["SR gain in PSNR (dB)", "Gaussian", "Bilinear", "Bicubic"]
+        rows = [
+            [
+                "over aligned (quoted)",
+                *(fmt(gains["over_aligned"].get(m), 3) for m in METHOD_ORDER[:3]),
+            ],
+            [
+                "over paper grid",
+                *(fmt(gains["over_paper_grid"].get(m), 3) for m in METHOD_ORDER[:3]),
+            ],
+        ]
+        tables.append(("gains", header, rows))
+    physical = result.get("physical")
+    if physical:
+        names = [
+            n for n in ("ground_truth", "sr", "gaussian", "bilinear", "bicubic") if n in physical
+        ]
+        observables = list(physical["ground_truth"])
+        header = [
+            "Observable",
+            *("ground truth" if n == "ground_truth" else labels.get(n, n) for n in names),
+        ]
+        rows = [
+            [OBSERVABLE_LABELS.get(obs, obs), *(mean_std(physical[n].get(obs)) for n in names)]
+            for obs in observables
+        ]
+        tables.append(("physical metrics (unit-normalized maps)", header, rows))
+        errors = result.get("physical_error", {})
+        rows = [
+            [
+                f"|Δ {OBSERVABLE_LABELS.get(obs, obs)}|",
+                *(mean_std(errors.get(n, {}).get(obs)) for n in names[1:]),
+            ]
+            for obs in observables
+        ]
+        header = ["Observable", *header[2:]]
+        tables.append(("per-image deviation from the ground truth", header, rows))
+    return tables
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _image_links(paths: list[str], base: Path) -> list[str]:
+    out = []
+    for p in paths:
+        path = Path(p)
+        if path.exists():
+            rel = os.path.relpath(path.resolve(), base.resolve())
+            out.append(f"![{path.stem}]({Path(rel).as_posix()})")
+    return out
+
+
+def _summary_lines(summary: dict) -> list[str]:
+    rows = [[k, fmt(v)] for k, v in summary.items() if isinstance(v, (int, float, str, bool))]
+    return [markdown_table(["summary.json", "value"], rows[:20])] if rows else []
+
+
+def build_report(config: ReportConfig) -> dict[str, Any]:
+    """Writes the report; returns ``{"report": path, "models": [...], "experiments": [...]}``."""
+    models_dir = Path(config.models_dir)
+    if not models_dir.is_dir():
+        raise MagsrError(f"no models folder at {models_dir}; train one with `magsr-tf fit`")
+    out = Path(config.out) if config.out else models_dir / "report.md"
+    base = out.parent
+    lines = [
+        "# magsr-tf report",
+        "",
+        LEGEND + " The paper-grid baselines (tf.image.resize with half-pixel centres) "
+        "reproduce the paper's comparison. See docs/evaluation.md.",
+        "",
+    ]
+    models, experiments = [], []
+    for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+        evaluations = sorted(folder.glob("evaluation_*.json"))
+        noise = sorted(folder.glob("noise_*/noise_*.json"))
+        if folder.name == "experiments" or not (
+            evaluations or noise or (folder / "model.keras").exists()
+        ):
+            continue
+        models.append(folder.name)
+        lines += [f"## Model `{folder.name}`", ""]
+        summary = _load(folder / "summary.json") if (folder / "summary.json").exists() else None
+        if summary:
+            lines += [*_summary_lines(summary), ""]
+        if not evaluations:
+            lines += [f"Not evaluated yet: `magsr-tf evaluate {folder} --data ...`", ""]
+        for path in evaluations:
+            result = _load(path)
+            if not result:
+                continue
+            lines += [
+                f"### Evaluation on `{result.get('data')}` ({result.get('n_images')} test images)",
+                "",
+            ]
+            for title, header, rows in evaluation_tables(result):
+                lines += [f"**{title}**", "", markdown_table(header, rows), ""]
+            lines += [*_image_links(result.get("figures", []), base), ""]
+        for path in noise:
+            result = _load(path)
+            if result:
+                lines += [*noise_section(result, base), ""]
+    exp_dir = models_dir / "experiments"
+    for path in sorted(exp_dir.glob("crossfeed_*/crossfeed_*.json")) if exp_dir.is_dir() else []:
+        result = _load(path)
+        if result:
+            experiments.append(str(path))
+            lines += [*crossfeed_section(result, base), ""]
+    text = "\n".join(lines).rstrip() + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"report": str(out), "models": models, "experiments": experiments}
+
+
+def noise_table(result: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["alpha", "max mean Corr", "at iteration", "mean of per-image max", "Corr after 1"]
+    rows = [
+        [
+            fmt(v["alpha"]),
+            fmt(v["max_mean_corr"]),
+            str(v["best_iteration"]),
+            fmt(v["mean_of_max_corr"]),
+            mean_std(v["corr_first_iteration"]),
+        ]
+        for v in result["per_alpha"].values()
+    ]
+    return header, rows
+
+
+def noise_section(result: dict, base: Path) -> list[str]:
+    header, rows = noise_table(result)
+    return [
+        f"### Noise response on `{result['data']}` ({result['n_images']} images, "
+        f"{result['iterations']} iterations)",
+        "",
+        markdown_table(header, rows),
+        "",
+        *_image_links(result.get("figures", []), base),
+    ]
+
+
+def crossfeed_table(result: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["pair", "MSE", "PSNR (dB)", "Corr"]
+    rows = [
+        [label, *(mean_std(p["metrics"][k]) for k in ("mse", "psnr", "corr"))]
+        for label, p in result["pairs"].items()
+    ]
+    return header, rows
+
+
+def crossfeed_section(result: dict, base: Path) -> list[str]:
+    header, rows = crossfeed_table(result)
+    bilinear = "; ".join(
+        f"{name}: aligned {fmt(v['aligned']['mean'])} dB, "
+        f"paper grid {fmt(v['paper_grid']['mean'])} dB"
+        for name, v in result["bilinear_psnr"].items()
+    )
+    return [
+        f"## Cross-feeding x{result['ratio']}",
+        "",
+        markdown_table(header, rows),
+        "",
+        f"Ranking by PSNR: {' > '.join(result['ranking'])} "
+        f"(paper: {' > '.join(result['paper_ranking'])}). Bilinear PSNR: {bilinear}.",
+        "",
+        *_image_links(result.get("figures", []), base),
+    ]
