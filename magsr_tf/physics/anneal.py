@@ -22,14 +22,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import scipy.fft
 
 from magsr_tf import MagsrError
 from magsr_tf.physics import _numpy_backend as npb
 from magsr_tf.physics.hamiltonian import (
     TypeI,
     TypeII,
+    _dipolar_kernel_fft,
     check_spins,
-    dipolar_field,
     energy_per_spin,
     max_torque,
 )
@@ -173,24 +174,56 @@ def _numba_params(ham):
     return ham.J, 0.0, 0, ham.K
 
 
-def _anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
+class _DipolarFFT:
+    """Dipolar field of one configuration ``[L, L, 3]`` for the numba backend.
+
+    Same kernel and convention as `hamiltonian.dipolar_field`, evaluated in single precision with
+    scipy's FFT (the field only steers the sampler and the relaxation; the final torque check
+    uses the float64 `max_torque`).
+    """
+
+    def __init__(self, ham: TypeII, lattice: int):
+        kernel = -ham.D * _dipolar_kernel_fft(lattice)
+        self.kxx, self.kyy, self.kzz, self.kxy = (k.astype(np.complex64) for k in kernel)
+        self.lattice = lattice
+
+    def __call__(self, s: np.ndarray) -> np.ndarray:
+        f = scipy.fft.rfft2(np.ascontiguousarray(s.transpose(2, 0, 1), dtype=np.float32))
+        out = np.empty_like(f)
+        out[0] = self.kxx * f[0] + self.kxy * f[1]
+        out[1] = self.kxy * f[0] + self.kyy * f[1]
+        out[2] = self.kzz * f[2]
+        field = scipy.fft.irfft2(out, s=(self.lattice, self.lattice))
+        return np.ascontiguousarray(field.transpose(1, 2, 0), dtype=np.float64)
+
+
+def _field_source(ham, lattice):
+    """Callable giving the frozen external (dipolar) field for a kernel call, and its flag."""
+    if isinstance(ham, TypeII):
+        return _DipolarFFT(ham, lattice), True
+    no_field = np.zeros((1, 1, 3))
+    return (lambda s: no_field), False
+
+
+def _numba_sweep(s, beta, ham, schedule_over_relax, state, field, use_field):
     from magsr_tf.physics import _numba_kernels as nk
 
     J, D, dmi, K = _numba_params(ham)
-    dipolar = isinstance(ham, TypeII)
-    s = npb.random_state(rng, lattice)
-    no_field = np.zeros((1, 1, 3))
-
-    def field():
-        return dipolar_field(s[None], ham)[0] if dipolar else no_field
-
-    for temperature in schedule.temperatures():
-        beta = 1.0 / temperature
+    for parity in (0, 1):
+        nk.heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, field(s), use_field, state)
+    for _ in range(schedule_over_relax):
         for parity in (0, 1):
-            nk.heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, field(), dipolar, rng)
-        for _ in range(schedule.over_relax):
-            for parity in (0, 1):
-                nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, field(), dipolar, rng)
+            nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, field(s), use_field, state)
+
+
+def _anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
+    from magsr_tf.physics import _numba_kernels as nk
+
+    s = npb.random_state(rng, lattice)
+    state = nk.seed_state(rng)
+    field, use_field = _field_source(ham, lattice)
+    for temperature in schedule.temperatures():
+        _numba_sweep(s, 1.0 / temperature, ham, schedule.over_relax, state, field, use_field)
     return _relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)
 
 
@@ -198,15 +231,14 @@ def _relax_one_numba(s, ham, tol, max_sweeps) -> np.ndarray:
     from magsr_tf.physics import _numba_kernels as nk
 
     J, D, dmi, K = _numba_params(ham)
-    dipolar = isinstance(ham, TypeII)
-    no_field = np.zeros((1, 1, 3))
+    field, use_field = _field_source(ham, s.shape[0])
     sweeps_done = 0
     for _ in range(max_sweeps):
         sweeps_done += 1
         worst = 0.0
         for parity in (0, 1):
-            h = dipolar_field(s[None], ham)[0] if dipolar else no_field
-            worst = max(worst, nk.align_half_sweep(s, parity, J, D, dmi, K, h, dipolar, 1.0))
+            torque = nk.align_half_sweep(s, parity, J, D, dmi, K, field(s), use_field, 1.0)
+            worst = max(worst, torque)
         # The kernel's torque is measured before turning; confirm with the exact torque.
         if worst < tol and max_torque(s[None].astype(np.float32), ham)[0] < tol:
             break
@@ -405,18 +437,11 @@ def thermal_energies(
         return out
     from magsr_tf.physics import _numba_kernels as nk
 
-    J, D, dmi, K = _numba_params(ham)
-    dipolar = isinstance(ham, TypeII)
-    no_field = np.zeros((1, 1, 3))
+    field, use_field = _field_source(ham, lattice)
     for i, rng in enumerate(rngs):
         s = npb.random_state(rng, lattice)
+        state = nk.seed_state(rng)
         for k in range(sweeps):
-            for parity in (0, 1):
-                h = dipolar_field(s[None], ham)[0] if dipolar else no_field
-                nk.heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, h, dipolar, rng)
-            for _ in range(over_relax):
-                for parity in (0, 1):
-                    h = dipolar_field(s[None], ham)[0] if dipolar else no_field
-                    nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, h, dipolar, rng)
+            _numba_sweep(s, beta, ham, over_relax, state, field, use_field)
             out[i, k] = energy_per_spin(s[None], ham)[0]
     return out
