@@ -146,12 +146,13 @@ def distributions_figure(
             hi = max(hi, *markers[metric].values())
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-9, 30)
         for label, values in zip(samples, finite, strict=True):
-            ax.hist(values, bins=bins, alpha=0.55, label=label)
+            ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=label)
         for k, (label, value) in enumerate((markers or {}).get(metric, {}).items()):
             ax.axvline(value, ls="--", color=f"C{k + 6}", label=label)
         ax.set_xlabel(metric)
         ax.set_ylabel("images")
-    axes[0, 0].legend(fontsize=7)
+        if ax is axes[0, 0] or (markers and metric in markers):
+            ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
