@@ -1,0 +1,197 @@
+"""The local TF-Serving-compatible REST server: API shape, bad requests, survival."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from magsr_tf.export import export_saved_model  # noqa: E402
+from magsr_tf.model import ModelConfig, build_models  # noqa: E402
+from magsr_tf.serve import ServeConfig, make_server  # noqa: E402
+
+SEED = 8501
+RATIO = 4
+NAME = "demo_x4"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("saved_models")
+    sr_model, _ = build_models(ModelConfig(ratio=RATIO, channels=3))
+    export_saved_model(sr_model, root / NAME, version=1)
+    export_saved_model(sr_model, root / NAME, version=3)
+    (root / "empty_model").mkdir()
+    srv = make_server(
+        ServeConfig(
+            models_root=root,
+            port=0,
+            max_body_bytes=2_000_000,
+            max_input_values=3 * 64 * 64,
+            request_timeout=2.0,
+        )
+    )
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, sr_model, thread
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=10)
+
+
+def request(srv, method, path, body=None, headers=None, raw=None):
+    host, port = srv.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=headers or {})
+        resp = conn.getresponse()
+        payload = resp.read()
+        return resp.status, json.loads(payload) if payload else None
+    finally:
+        conn.close()
+
+
+def raw_exchange(srv, data: bytes) -> bytes:
+    host, port = srv.server_address[:2]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def lr_batch(shape):
+    x = np.random.default_rng(SEED).normal(size=shape).astype("float32")
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_status_and_metadata(server):
+    srv, _, _ = server
+    status, body = request(srv, "GET", f"/v1/models/{NAME}")
+    assert status == 200
+    assert [v["version"] for v in body["model_version_status"]] == ["3", "1"]
+    assert all(v["state"] == "AVAILABLE" for v in body["model_version_status"])
+    status, body = request(srv, "GET", f"/v1/models/{NAME}/versions/1")
+    assert status == 200 and body["model_version_status"][0]["version"] == "1"
+    status, body = request(srv, "GET", f"/v1/models/{NAME}/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": NAME, "signature_name": "", "version": "3"}
+    sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert list(sig["inputs"]) == ["lr"] and list(sig["outputs"]) == ["sr"]
+    assert sig["inputs"]["lr"]["dtype"] == "DT_FLOAT"
+    dims = [int(d["size"]) for d in sig["inputs"]["lr"]["tensor_shape"]["dim"]]
+    assert dims == [-1, -1, -1, 3]
+
+
+def test_predict_row_and_columnar_formats(server):
+    srv, sr_model, _ = server
+    x = lr_batch((2, 6, 5, 3))
+    want = sr_model(x, training=False).numpy()
+    status, body = request(
+        srv, "POST", f"/v1/models/{NAME}:predict", {"inputs": {"lr": x.tolist()}}
+    )
+    assert status == 200
+    np.testing.assert_allclose(np.asarray(body["outputs"]), want, atol=1e-5)
+    status, body = request(
+        srv, "POST", f"/v1/models/{NAME}/versions/1:predict", {"instances": x.tolist()}
+    )
+    assert status == 200 and len(body["predictions"]) == 2
+    np.testing.assert_allclose(np.asarray(body["predictions"]), want, atol=1e-5)
+    named = {"signature_name": "serving_default", "instances": [{"lr": m.tolist()} for m in x]}
+    status, body = request(srv, "POST", f"/v1/models/{NAME}:predict", named)
+    assert status == 200
+    np.testing.assert_allclose(np.asarray(body["predictions"]), want, atol=1e-5)
+
+
+def test_many_bad_requests_then_a_good_one(server):
+    srv, sr_model, thread = server
+    good = lr_batch((1, 4, 4, 3)).tolist()
+    predict = f"/v1/models/{NAME}:predict"
+    cases = [
+        ("GET", "/nothing/here", None, 404),
+        ("GET", "/v1/models/unknown", None, 404),
+        ("GET", "/v1/models/empty_model/metadata", None, 404),
+        ("GET", f"/v1/models/{NAME}/versions/2", None, 404),
+        ("GET", f"/v1/models/{NAME}/versions/99:predict", None, 405),
+        ("GET", f"/v1/models/{NAME}/../../etc/passwd", None, 404),
+        ("POST", f"/v1/models/{NAME}", {"inputs": good}, 405),
+        ("POST", f"/v1/models/{NAME}:classify", {"inputs": good}, 400),
+        ("POST", "/v1/models/unknown:predict", {"inputs": good}, 404),
+        ("POST", predict, [1, 2, 3], 400),
+        ("POST", predict, {}, 400),
+        ("POST", predict, {"inputs": good, "instances": good}, 400),
+        ("POST", predict, {"instances": []}, 400),
+        ("POST", predict, {"instances": 3}, 400),
+        ("POST", predict, {"inputs": "abc"}, 400),
+        ("POST", predict, {"inputs": [[1, 2], [3]]}, 400),  # ragged
+        ("POST", predict, {"inputs": [[[1.0, 0.0, 0.0]]]}, 400),  # rank 3
+        ("POST", predict, {"inputs": lr_batch((1, 4, 4, 1)).tolist()}, 400),  # channels
+        ("POST", predict, {"inputs": {"x": good}}, 400),  # wrong input name
+        ("POST", predict, {"instances": [{"lr": good[0], "extra": 1}]}, 400),
+        ("POST", predict, {"inputs": good, "signature_name": "other"}, 400),
+        ("POST", predict, {"inputs": np.zeros((1, 64, 65, 3)).tolist()}, 413),  # too many values
+        ("POST", predict, {"inputs": [[[[float("nan")] * 3]]]}, 400),
+        ("PUT", predict, {"inputs": good}, 405),
+        ("DELETE", f"/v1/models/{NAME}", None, 405),
+    ]
+    for method, path, body, expected in cases:
+        status, answer = request(srv, method, path, body)
+        assert status == expected, (method, path, status, answer)
+        assert isinstance(answer, dict) and isinstance(answer.get("error"), str), answer
+    raw_cases = [
+        (b"POST " + predict.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n", b" 411 "),
+        (b"POST " + predict.encode() + b" HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b" 413 "),
+        (b"POST " + predict.encode() + b" HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b" 400 "),
+        (b"POST " + predict.encode() + b" HTTP/1.1\r\nContent-Length: 7\r\n\r\n{nope!}", b" 400 "),
+        (b"\x00\x01\x02 garbage\r\n\r\n", None),  # HTTP/0.9-style: body only
+        (b"GET /v1/models/" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", b" 414 "),
+        # Announces 1000 bytes, sends 10 and stops: answered, not waited on forever.
+        (
+            b"POST " + predict.encode() + b' HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{"inputs":',
+            b" 400 ",
+        ),
+    ]
+    for data, expected in raw_cases:
+        answer = raw_exchange(srv, data)
+        assert b'"error"' in answer, (data[:60], answer[:200])
+        if expected is not None:
+            assert expected in answer.split(b"\r\n", 1)[0], (data[:60], answer[:200])
+    assert thread.is_alive()
+    status, body = request(srv, "POST", predict, {"inputs": good})
+    assert status == 200
+    np.testing.assert_allclose(
+        np.asarray(body["outputs"]), sr_model(np.asarray(good, dtype="float32")).numpy(), atol=1e-5
+    )
+
+
+def test_keep_alive_connection_survives_an_error(server):
+    srv, _, _ = server
+    host, port = srv.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        for path, expected in [("/v1/models/unknown", 404), (f"/v1/models/{NAME}", 200)]:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == expected
+    finally:
+        conn.close()
+
+
+def test_missing_models_root_is_a_clear_error(tmp_path):
+    from magsr_tf import MagsrError
+
+    with pytest.raises(MagsrError, match="does not exist"):
+        make_server(ServeConfig(models_root=tmp_path / "nope", port=0))
