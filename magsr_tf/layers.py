@@ -12,7 +12,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from magsr_tf.downsample import KERNEL_SIZE, PAD, PADDING_MODES, gaussian_kernel
+from magsr_tf.downsample import (
+    KERNEL_SIZE,
+    PAD,
+    PADDING_MODES,
+    downsample_matrix,
+    gaussian_kernel,
+)
 
 _PACKAGE = "magsr_tf"
 
@@ -23,11 +29,17 @@ def _check_padding(padding: str) -> None:
 
 
 def pad2d(x, pad: int, mode: str):
-    """Pad axes 1 and 2 of ``x`` by ``pad`` pixels: periodic wrap or mirror reflection."""
+    """Pad axes 1 and 2 of ``x`` by ``pad`` pixels.
+
+    Modes: "periodic" (wrap around), "reflect" (mirror about the edge pixel)
+    and "symmetric" (mirror including the edge pixel; used internally by
+    :class:`UpsampleConv2D`, since reflecting an up-sampled image equals
+    symmetric padding of the image before up-sampling).
+    """
     if pad == 0:
         return x
-    if mode == "reflect":
-        return ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    if mode in ("reflect", "symmetric"):
+        return ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
     x = ops.concatenate([x[:, -pad:], x, x[:, :pad]], axis=1)
     return ops.concatenate([x[:, :, -pad:], x, x[:, :, :pad]], axis=2)
 
@@ -150,6 +162,14 @@ class GaussianDownsample(keras.layers.Layer):
         )
 
     def call(self, inputs):
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is not None and w is not None and inputs.shape[-1] is not None:
+            # Static size (training): the separable form LR = Wy X Wx^T with the
+            # padding folded into Wy, Wx equals the padded depthwise convolution
+            # (the Gaussian is separable) and trains about 3x faster on CPU.
+            wy = ops.convert_to_tensor(downsample_matrix(h, self.ratio, self.padding), "float32")
+            wx = ops.convert_to_tensor(downsample_matrix(w, self.ratio, self.padding), "float32")
+            return ops.einsum("ki,nijc,lj->nklc", wy, inputs, wx)
         x = pad2d(inputs, PAD, self.padding)
         return ops.depthwise_conv(x, self.kernel, strides=self.ratio, padding="valid")
 
@@ -160,3 +180,92 @@ class GaussianDownsample(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
+
+
+def _subpixel_taps() -> np.ndarray:
+    """``M[a, o + 1, d + 1] = 1`` when HR tap d of output phase a reads LR offset o.
+
+    After 2x nearest up-sampling, HR row 2i + a + d comes from LR row
+    i + floor((a + d) / 2), so a 3x3 kernel on the up-sampled map is, for each
+    of the four output phases (a, b), a 3x3 kernel on the LR map.
+    """
+    taps = np.zeros((2, 3, 3), dtype="float32")
+    for a in range(2):
+        for d in (-1, 0, 1):
+            taps[a, (a + d) // 2 + 1, d + 1] = 1.0
+    return taps
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpsampleConv2D(keras.layers.Layer):
+    """2x nearest up-sampling, padding by 1 and a 3x3 convolution, as one layer.
+
+    Exactly ``Conv2D(filters, 3)(PeriodicPad2D(1, mode)(NearestUpsample2D(2)(x)))``
+    with the same ``[3, 3, C_in, filters]`` kernel, but computed on the LR map
+    (a 3x3 convolution to 4 x filters channels, one set per output phase,
+    followed by depth-to-space). The up-sampled map is never materialized,
+    which makes training about 6x faster on CPU for the high-resolution tail
+    of the network.
+
+    Args:
+        filters: output channels.
+        padding: "periodic" or "reflect" (of the up-sampled map).
+        use_bias: add a bias.
+        kernel_initializer: as for ``Conv2D`` (same fan-in/fan-out).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        padding: str = "periodic",
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) != filters or filters < 1:
+            raise ValueError(f"filters must be a positive integer. Received: filters={filters}")
+        _check_padding(padding)
+        self.filters = int(filters)
+        self.padding = padding
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(3, 3, channels, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs):
+        taps = ops.convert_to_tensor(_subpixel_taps())
+        channels = self.kernel.shape[2]
+        kernel = ops.einsum("ayd,bxe,deio->yxiabo", taps, taps, self.kernel)
+        kernel = ops.reshape(kernel, (3, 3, channels, 4 * self.filters))
+        mode = "periodic" if self.padding == "periodic" else "symmetric"
+        y = ops.conv(pad2d(inputs, 1, mode), kernel, strides=1, padding="valid")
+        y = ops.depth_to_space(y, 2)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        grow = lambda s: None if s is None else 2 * s  # noqa: E731
+        return (n, grow(h), grow(w), self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "padding": self.padding,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

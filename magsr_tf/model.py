@@ -19,7 +19,13 @@ from pathlib import Path
 import keras
 
 from magsr_tf import RATIOS, MagsrError
-from magsr_tf.layers import GaussianDownsample, NearestUpsample2D, PeriodicPad2D, UnitSpin
+from magsr_tf.layers import (
+    GaussianDownsample,
+    NearestUpsample2D,
+    PeriodicPad2D,
+    UnitSpin,
+    UpsampleConv2D,
+)
 
 UPSAMPLING_FILTERS = {4: (16, 8), 8: (32, 16, 8), 16: (48, 32, 16, 8)}
 EXPANDER_LAYERS = 4
@@ -39,6 +45,9 @@ class ModelConfig:
         leaky_slope: negative slope of the LeakyReLU activations (unstated in the paper).
         normalize_in_training: project the SR map onto unit spins before the
             downsizing in the training graph too (the exported SR model always does).
+        fused_upsampling: compute each "2x up-sampling -> pad -> 3x3 conv" as one
+            :class:`~magsr_tf.layers.UpsampleConv2D` (the same function and
+            weights, ~6x faster on CPU) instead of three separate layers.
     """
 
     ratio: int = 8
@@ -46,6 +55,7 @@ class ModelConfig:
     padding: str = "periodic"
     leaky_slope: float = 0.2
     normalize_in_training: bool = True
+    fused_upsampling: bool = True
 
     def __post_init__(self):
         if self.ratio not in RATIOS:
@@ -70,22 +80,40 @@ def _conv_block(x, filters: int, prefix: str, config: ModelConfig):
     return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=f"{prefix}_act")(x)
 
 
+def _fused_block(x, filters: int, prefix: str, config: ModelConfig):
+    # The previous block's 2x up-sampling, this block's padding and conv, in one layer.
+    x = UpsampleConv2D(filters, config.padding, use_bias=False, name=f"{prefix}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=f"{prefix}_act")(x)
+
+
 def build_models(config: ModelConfig) -> tuple[keras.Model, keras.Model]:
     """Builds the SR model (LR -> SR) and the training model (LR -> LR) sharing weights.
 
     Returns:
         ``(sr_model, training_model)``. Layer names are deterministic:
-        ``expander_{1..4}_*``, ``up_{1..n}_*``, ``sr_conv``, ``sr`` and ``downsample``.
+        ``expander_{1..4}_{pad,conv,bn,act}``, ``up_{1..n}_{pad,conv,bn,act,upsample}``,
+        ``sr_pad``, ``sr_conv``, ``sr`` and ``downsample``. With
+        ``fused_upsampling`` the layers ``up_{j}_upsample``, ``up_{j+1}_pad`` and
+        ``up_{j+1}_conv`` are one layer named ``up_{j+1}_conv`` (and
+        ``up_{n}_upsample``, ``sr_pad``, ``sr_conv`` are ``sr_conv``).
     """
     inputs = keras.Input((None, None, config.channels), name=INPUT_NAME)
     x = inputs
     for i in range(1, EXPANDER_LAYERS + 1):
         x = _conv_block(x, EXPANDER_FILTERS, f"expander_{i}", config)
     for j, filters in enumerate(UPSAMPLING_FILTERS[config.ratio], start=1):
-        x = _conv_block(x, filters, f"up_{j}", config)
-        x = NearestUpsample2D(2, name=f"up_{j}_upsample")(x)
-    x = PeriodicPad2D(1, config.padding, name="sr_pad")(x)
-    raw = keras.layers.Conv2D(config.channels, 3, name="sr_conv")(x)
+        if config.fused_upsampling and j > 1:
+            x = _fused_block(x, filters, f"up_{j}", config)
+        else:
+            x = _conv_block(x, filters, f"up_{j}", config)
+        if not config.fused_upsampling:
+            x = NearestUpsample2D(2, name=f"up_{j}_upsample")(x)
+    if config.fused_upsampling:
+        raw = UpsampleConv2D(config.channels, config.padding, name="sr_conv")(x)
+    else:
+        x = PeriodicPad2D(1, config.padding, name="sr_pad")(x)
+        raw = keras.layers.Conv2D(config.channels, 3, name="sr_conv")(x)
     unit = UnitSpin(name=OUTPUT_NAME)
     sr = unit(raw)
     sr_model = keras.Model(inputs, sr, name=f"sr_x{config.ratio}")
@@ -124,5 +152,5 @@ def load_sr_model(path: str | Path) -> keras.Model:
 
 def model_ratio(sr_model: keras.Model) -> int:
     """The up-sampling ratio of an SR model (2 ** number of up-sampling layers)."""
-    n_up = sum(isinstance(layer, NearestUpsample2D) for layer in sr_model.layers)
+    n_up = sum(isinstance(layer, (NearestUpsample2D, UpsampleConv2D)) for layer in sr_model.layers)
     return 2**n_up
