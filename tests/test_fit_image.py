@@ -1,0 +1,240 @@
+"""fit-image: image I/O, normalization, patches, exact tiling, outputs, bad input, end to end."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from magsr_tf import MagsrError
+from magsr_tf.images import (
+    FitImageConfig,
+    images_to_spins,
+    normalize_component,
+    pearson,
+    prepare_fit_data,
+    random_patches,
+    read_image,
+    tiled_apply,
+)
+
+SEED = 7
+REAL_MFM = Path("/work/shared/data/real/mfm_labyrinth_1.png")
+
+
+def test_read_image_formats(tmp_path):
+    rng = np.random.default_rng(SEED)
+    gray8 = rng.integers(0, 256, (5, 7)).astype(np.uint8)
+    gray16 = rng.integers(0, 65536, (5, 7)).astype(np.uint16)
+    floats = rng.normal(size=(5, 7)).astype(np.float32)
+    rgb = rng.integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    Image.fromarray(gray8).save(tmp_path / "g8.png")
+    Image.fromarray(gray16).save(tmp_path / "g16.png")
+    Image.fromarray(floats).save(tmp_path / "f.tif")
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g8.png"), gray8)
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png"), gray16)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), floats)
+    luma = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64)
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), luma)
+
+
+def test_read_image_rejects_bad_files(tmp_path):
+    (tmp_path / "text.png").write_text("hello")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:40])
+    Image.fromarray(np.zeros((1, 8), np.uint8)).save(tmp_path / "line.png")
+    for name in ["text.png", "cut.png", "missing.png", "line.png"]:
+        with pytest.raises(MagsrError):
+            read_image(tmp_path / name)
+
+
+def test_normalize_component():
+    image = np.linspace(0.0, 100.0, 1001).reshape(7, 143)
+    spins = normalize_component(image, 10.0, 90.0)
+    assert spins.dtype == np.float32 and spins.min() == -1.0 and spins.max() == 1.0
+    np.testing.assert_allclose(np.mean(np.abs(spins) < 1.0), 0.8, atol=0.01)
+    calibrated = normalize_component(image, value_range=(0.0, 100.0))
+    np.testing.assert_allclose(calibrated.ravel(), np.linspace(-1, 1, 1001), atol=1e-6)
+    with pytest.raises(MagsrError, match="contrast"):
+        normalize_component(np.full((4, 4), 3.0))
+    with pytest.raises(MagsrError):
+        normalize_component(image, value_range=(5.0, 5.0))
+
+
+def test_images_to_spins_counts_and_sizes(tmp_path):
+    rng = np.random.default_rng(SEED)
+    for name, shape in [("a", (6, 8)), ("b", (6, 8)), ("c", (6, 8)), ("d", (8, 6))]:
+        Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    assert images_to_spins([tmp_path / "a.png"]).shape == (6, 8, 1)
+    assert images_to_spins([tmp_path / f"{n}.png" for n in "abc"]).shape == (6, 8, 3)
+    with pytest.raises(MagsrError, match="one image"):
+        images_to_spins([tmp_path / "a.png", tmp_path / "b.png"])
+    with pytest.raises(MagsrError, match="differ in size"):
+        images_to_spins([tmp_path / f"{n}.png" for n in "abd"])
+
+
+def test_random_patches_are_crops_without_wrap():
+    h, w = 20, 30
+    index = np.arange(h * w, dtype=np.float32).reshape(h, w, 1)
+    patches = random_patches(index, 6, 200, np.random.default_rng(SEED))
+    assert patches.shape == (200, 6, 6, 1)
+    for p in patches:
+        y, x = divmod(int(p[0, 0, 0]), w)
+        assert y + 6 <= h and x + 6 <= w  # a wrapped crop would start too close to the edge
+        np.testing.assert_array_equal(p, index[y : y + 6, x : x + 6])
+    starts = {int(p[0, 0, 0]) for p in patches}
+    assert len(starts) > 100  # positions are spread, not one crop repeated
+    with pytest.raises(MagsrError):
+        random_patches(index, 25, 5, np.random.default_rng(SEED))
+
+
+@pytest.mark.parametrize("padding", ["reflect", "periodic"])
+def test_tiled_apply_equals_one_pass(padding):
+    pytest.importorskip("tensorflow")
+    from magsr_tf.model import ModelConfig, build_models
+
+    sr_model, _ = build_models(ModelConfig(ratio=4, channels=1, padding=padding))
+    lr = np.random.default_rng(SEED).uniform(-1, 1, (2, 29, 23, 1)).astype(np.float32)
+    whole = sr_model(lr, training=False).numpy()
+
+    def run(x):
+        return sr_model(x, training=False).numpy()
+
+    tiled = tiled_apply(run, lr, 4, tile=8, margin=8, padding=padding)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    too_thin = tiled_apply(run, lr, 4, tile=8, margin=1, padding=padding)
+    assert np.abs(too_thin - whole).max() > 1e-3  # the margin is what makes it exact
+
+
+def _save_png16(spins: np.ndarray, path: Path) -> Path:
+    Image.fromarray(np.round((spins + 1.0) / 2.0 * 65535).astype(np.uint16)).save(path)
+    return path
+
+
+def test_prepare_fit_data_checks_sizes(tmp_path):
+    image = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (36, 40)), tmp_path / "i.png")
+    lr, truth = prepare_fit_data(
+        FitImageConfig(images=(image,), ratio=4, patch=8, degrade=True, value_range=(0, 65535))
+    )
+    assert lr.shape == (9, 10, 1) and truth.shape == (36, 40, 1)
+    with pytest.raises(MagsrError, match="not divisible by the ratio"):
+        prepare_fit_data(FitImageConfig(images=(image,), ratio=8, patch=4, degrade=True))
+    with pytest.raises(MagsrError, match="smaller than one patch"):
+        prepare_fit_data(FitImageConfig(images=(image,), ratio=4, patch=16, degrade=True))
+    lr, truth = prepare_fit_data(FitImageConfig(images=(image,), ratio=8, patch=8, crop=(32, 40)))
+    assert lr.shape == (32, 40, 1) and truth is None
+
+
+def test_fit_image_outputs_with_a_stub_trainer(tmp_path):
+    pytest.importorskip("tensorflow")
+    from magsr_tf.model import ModelConfig, build_models
+
+    image = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (20, 24)), tmp_path / "m.png")
+    config = FitImageConfig(
+        images=(image,), ratio=4, patch=8, patches=50, out_dir=tmp_path / "model"
+    )
+    seen = {}
+
+    def stub_train(patches, cfg, progress):
+        seen["patches"] = patches
+        sr_model, _ = build_models(ModelConfig(ratio=4, channels=1, padding="reflect"))
+        return sr_model, [{"epoch": 1, "loss": 0.5}]
+
+    from magsr_tf.images import fit_image
+
+    result = fit_image(config, train_fn=stub_train)
+    assert seen["patches"].shape == (50, 8, 8, 1)
+    assert result.sr.shape == (80, 96, 1)
+    for role in ["model", "sr_npy", "sr_png", "figure", "gaussian_png", "bicubic_png", "summary"]:
+        assert result.files[role].is_file(), role
+    assert (tmp_path / "model" / "1" / "saved_model.pb").is_file()
+    np.testing.assert_array_equal(np.load(result.files["sr_npy"]), result.sr)
+    with pytest.raises(MagsrError, match="already exists"):
+        fit_image(config, train_fn=stub_train)
+
+
+def test_fit_image_cli_bad_input(tmp_path, capsys, monkeypatch):
+    from magsr_tf_cli import main as cli_main
+
+    (tmp_path / "text.png").write_text("not an image")
+    good = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (36, 36)), tmp_path / "g.png")
+    cases = [
+        [tmp_path / "text.png"],
+        [tmp_path / "missing.tif"],
+        [good, good],
+        [good, "--ratio", "3"],
+        [good, "--ratio", "8", "--degrade"],  # 36 is not a multiple of 8
+        [good, "--patch", "64"],
+        [good, "--crop", "10by10"],
+    ]
+    for args in cases:
+        argv = ["magsr-tf", "fit-image", *map(str, args), "--out", str(tmp_path / "o")]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code not in (0, None), (args, err)
+        assert "Traceback" not in err and "Error" in err, (args, err)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not REAL_MFM.is_file(), reason="real MFM image not present on this machine")
+def test_real_mfm_image_reads_and_bicubic_is_the_bar():
+    from magsr_tf.baselines import upsample
+
+    config = FitImageConfig(images=(REAL_MFM,), ratio=4, patch=16, degrade=True, crop=(512, 512))
+    lr, truth = prepare_fit_data(config)
+    assert lr.shape == (128, 128, 1) and truth.min() == -1.0 and truth.max() == 1.0
+    bicubic = upsample(lr, 4, "bicubic", aligned=True, padding="reflect")
+    assert pearson(truth, bicubic) > 0.95
+
+
+def _synthetic_microscope(ratio: int, channels: int, tmp_path: Path):
+    """A large annealed Type I map, downsized by ``ratio``, and a non-periodic crop of it."""
+    from magsr_tf.downsample import downsample
+    from magsr_tf.physics.anneal import anneal
+    from magsr_tf.physics.hamiltonian import TypeI
+
+    lattice = 320
+    spins = anneal(TypeI(), [np.random.default_rng(SEED)], lattice=lattice)[0]
+    lr_full = downsample(spins[None], ratio, "periodic")[0]
+    n = lattice // ratio
+    y0, x0, h, w = 3, 5, n - 10, n - 14  # away from the edges: the crop is not periodic
+    lr = lr_full[y0 : y0 + h, x0 : x0 + w]
+    truth = spins[y0 * ratio : (y0 + h) * ratio, x0 * ratio : (x0 + w) * ratio]
+    components = [2] if channels == 1 else [0, 1, 2]
+    paths = [_save_png16(lr[..., c], tmp_path / f"lr_{'xyz'[c]}.png") for c in components]
+    return paths, truth[..., components]
+
+
+@pytest.mark.slow
+def test_fit_image_end_to_end_beats_bicubic(tmp_path):
+    """Whole-image SR of a synthetic microscope image beats aligned bicubic against the truth."""
+    pytest.importorskip("tensorflow")
+    from magsr_tf import metrics
+    from magsr_tf.baselines import upsample
+    from magsr_tf.images import fit_image
+
+    ratio = 8
+    paths, truth = _synthetic_microscope(ratio, 3, tmp_path)
+    config = FitImageConfig(
+        images=tuple(paths),
+        ratio=ratio,
+        patch=12,
+        patches=12000,
+        epochs=3,
+        value_range=(0, 65535),
+        out_dir=tmp_path / "model",
+        seed=SEED,
+    )
+    result = fit_image(config)
+    lr = images_to_spins(paths, value_range=(0, 65535))
+    bicubic = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
+    sr_mse = float(metrics.mse(truth, result.sr)[0])
+    bicubic_mse = float(metrics.mse(truth, bicubic)[0])
+    print(f"whole-image MSE: SR {sr_mse:.5f}, aligned bicubic {bicubic_mse:.5f}")
+    assert sr_mse < bicubic_mse
