@@ -85,7 +85,7 @@ def fit_image(
 
         result = run(config, progress=progress)
     for role, path in result.files.items():
-        console.print(f"{role}: {path}")
+        console.print(f"{role}: {path}", markup=False)
     if result.metrics:
         table = Table(title=f"Against the native image (x{ratio}, fitted on its downsizing)")
         for col in ("method", "MSE", "PSNR (MAX=2) dB", "Pearson r"):

@@ -58,7 +58,7 @@ def predict(
         value_range=_parse_range(value_range),
         overwrite=overwrite,
     )
-    console = Console()
+    console = Console(markup=False, highlight=False)
     for result in run(config):
         shape = "x".join(str(s) for s in result.sr.shape)
         files = ", ".join(str(f) for f in result.files)

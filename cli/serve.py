@@ -22,7 +22,11 @@ def serve(
     console = Console()
     listed = available_models(models)
     if not listed:
-        console.print(f"[yellow]No SavedModel under {models} yet (run `magsr-tf export`).")
+        console.print(
+            f"No SavedModel under {models} yet (run `magsr-tf export`).",
+            style="yellow",
+            markup=False,
+        )
     for name, versions in listed.items():
         console.print(f"{server.url}/v1/models/{name}  versions {versions}")
     console.print("Serving; Ctrl-C stops.")
