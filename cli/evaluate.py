@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -10,7 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 
-def _progress_bar(console: Console, description: str) -> tuple[Progress, callable]:
+def _progress_bar(
+    console: Console, description: str
+) -> tuple[Progress, Callable[[int, int], None]]:
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
