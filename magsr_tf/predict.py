@@ -44,7 +44,7 @@ from magsr_tf.images import (
 logger = logging.getLogger(__name__)
 
 H5_SUFFIXES = (".h5", ".hdf5")
-REMOTE_MAX_VALUES = 2_000_000
+REMOTE_MAX_VALUES = 1_000_000
 """Output floats per REST request (JSON is ~15 bytes per float)."""
 _H5_SPEC = re.compile(
     r"^(?P<file>.+?\.(?:h5|hdf5))(?::(?P<dataset>[^\[\]]+))?(?:\[(?P<sel>[^\]]*)\])?$"
