@@ -73,6 +73,10 @@ FORMAT_VERSION = 1
 COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
 """HDF5 filters of every dataset; chosen by read speed (see docs/datasets.md)."""
 
+TARGET_CHUNK_SECONDS = 60.0
+"""Adaptive chunks: long enough to hide the worker-pool start-up (seconds), short
+enough that an interruption loses about a minute of work."""
+
 READ_BLOCK_BYTES = 64 * 2**20
 """Rows are read in contiguous blocks of about this size: h5py serializes every
 call behind one global lock, so one call per sample is the slow path."""
@@ -98,6 +102,7 @@ _PARAMETER_KEYS = (
     "phases",
     "hamiltonian",
     "schedule",
+    "backend",
 )
 
 Progress = Callable[[int, int], None]
@@ -132,8 +137,8 @@ class GenerateConfig:
             non-zero whole-HR-pixel offsets in [0, r)^2 (a training
             augmentation; 0 stores none). At most r^2 - 1 for the smallest r.
         chunk: configurations annealed and written per step (the resume
-            granularity); ``None`` means the annealer's batch times ``workers``.
-            Does not change the data.
+            granularity); ``None`` adapts it so that a step takes about
+            ``TARGET_CHUNK_SECONDS``. Does not change the data.
         schedule: an annealing :class:`magsr_tf.physics.anneal.Schedule`;
             ``None`` means the default schedule of the Hamiltonian.
     """
@@ -285,7 +290,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=default)
 
 
-def _parameters(config: GenerateConfig, ham: Any, schedule: Any) -> dict[str, Any]:
+def _parameters(config: GenerateConfig, ham: Any, schedule: Any, backend: str) -> dict[str, Any]:
     hamiltonian_mod, anneal_mod = _physics()
     return {
         "kind": config.kind,
@@ -297,6 +302,8 @@ def _parameters(config: GenerateConfig, ham: Any, schedule: Any) -> dict[str, An
         "phases": int(config.phases),
         "hamiltonian": _json(hamiltonian_mod.hamiltonian_attrs(ham)),
         "schedule": _json(anneal_mod.schedule_attrs(schedule)),
+        # The annealer's backends draw random numbers differently.
+        "backend": backend,
     }
 
 
@@ -575,6 +582,54 @@ def _lr_rows(hr: np.ndarray, first_index: int, config: GenerateConfig) -> dict[s
     return rows
 
 
+def _anneal_rows(
+    anneal_mod: Any,
+    ham: Any,
+    config: GenerateConfig,
+    schedule: Any,
+    backend: str,
+    workers: int,
+    start: int,
+    stop: int,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Anneal configurations ``start .. stop - 1``, each from its own seeded Generator."""
+    rngs = [np.random.default_rng([config.seed, i]) for i in range(start, stop)]
+    inner = None
+    if progress is not None:
+
+        def inner(annealed: int, _total: int) -> None:
+            progress(start + annealed, config.n)
+
+    hr = anneal_mod.anneal(
+        ham,
+        rngs,
+        lattice=config.lattice,
+        schedule=schedule,
+        workers=workers,
+        progress=inner,
+        backend=backend,
+    )
+    hr = np.asarray(hr, dtype=np.float32)
+    expected = (stop - start, config.lattice, config.lattice, CHANNELS)
+    if hr.shape != expected or not np.isfinite(hr).all():
+        raise RuntimeError(
+            f"annealer returned shape {hr.shape} (expected {expected}) or non-finite "
+            f"spins for rows {start}..{stop - 1}"
+        )
+    return hr
+
+
+def _next_chunk(chunk: int, unit: int, rows: int, seconds: float) -> int:
+    """Chunk size aiming at ``TARGET_CHUNK_SECONDS`` per step, in whole units,
+    growing at most 4x per step (the first step also pays for start-up)."""
+    if seconds <= 0:
+        return min(4 * chunk, 64 * unit)
+    wanted = TARGET_CHUNK_SECONDS * rows / seconds
+    wanted = min(wanted, 4 * chunk, 64 * unit)
+    return max(unit, int(wanted) // unit * unit)
+
+
 def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
     """Anneal ``config.n`` configurations and write the HDF5 dataset ``config.out``.
 
@@ -586,7 +641,8 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
         config: what to generate.
         progress: called as ``progress(done, total)`` in configurations, first
             with the starting point (0, the resumed count, or ``total`` when the
-            file is already complete), then after every written chunk.
+            file is already complete), then as configurations finish annealing
+            (the count on disk, attribute ``n_done``, follows chunk by chunk).
 
     Returns:
         The path of the complete dataset.
@@ -597,7 +653,8 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
     hamiltonian_mod, anneal_mod = _physics()
     ham = hamiltonian_mod.make_hamiltonian(config.kind)
     schedule = config.schedule if config.schedule is not None else anneal_mod.default_schedule(ham)
-    params = _parameters(config, ham, schedule)
+    backend = anneal_mod.resolve_backend("auto")
+    params = _parameters(config, ham, schedule, backend)
     out, n = config.out, config.n
     partial = partial_path(out)
     if out.exists() or out.is_symlink():
@@ -609,24 +666,19 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
     _make_folder(out)
 
     workers = config.workers or os.cpu_count() or 1
-    chunk = config.chunk or int(anneal_mod.DEFAULT_BATCH) * workers
+    # Whole batches for every worker; the data do not depend on the chunking.
+    unit = int(anneal_mod.DEFAULT_BATCH) * workers
+    chunk = config.chunk or unit
     with _open_partial(partial, config, params, magsr_tf.__version__) as f:
         done = int(f.attrs["n_done"])
         if progress is not None:
             progress(done, n)
         while done < n:
             stop = min(done + chunk, n)
-            rngs = [np.random.default_rng([config.seed, i]) for i in range(done, stop)]
-            hr = anneal_mod.anneal(
-                ham, rngs, lattice=config.lattice, schedule=schedule, workers=workers
+            started = time.monotonic()
+            hr = _anneal_rows(
+                anneal_mod, ham, config, schedule, backend, workers, done, stop, progress
             )
-            hr = np.asarray(hr, dtype=np.float32)
-            expected = (stop - done, config.lattice, config.lattice, CHANNELS)
-            if hr.shape != expected or not np.isfinite(hr).all():
-                raise RuntimeError(
-                    f"annealer returned shape {hr.shape} (expected {expected}) or non-finite "
-                    f"spins for rows {done}..{stop - 1}"
-                )
             rows = _lr_rows(hr, done, config)
             rows["hr"] = hr
             with _interrupts_deferred():
@@ -636,9 +688,9 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
                 f.attrs["n_done"] = stop
                 f.flush()
             logger.debug("wrote rows %d..%d of %s", done, stop - 1, partial)
+            if config.chunk is None:
+                chunk = _next_chunk(chunk, unit, stop - done, time.monotonic() - started)
             done = stop
-            if progress is not None:
-                progress(done, n)
         with _interrupts_deferred():
             f.attrs["complete"] = True
             f.attrs["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
