@@ -81,9 +81,12 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def mean_std(summary: dict | None, digits: int = 4) -> str:
+def mean_std(summary: dict | None, digits: int = 4, decibels: bool = False) -> str:
+    """``mean ± std``; decibels with two decimals, as the paper prints PSNR."""
     if not summary:
         return "–"
+    if decibels and all(isinstance(summary[k], (int, float)) for k in ("mean", "std")):
+        return f"{summary['mean']:.2f} ± {summary['std']:.2f}"
     return f"{fmt(summary['mean'], digits)} ± {fmt(summary['std'], 2)}"
 
 
@@ -100,7 +103,8 @@ def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
         names = [n for n in names if n in metrics]
         header = ["Metric", *(labels.get(n, n) for n in names)]
         rows = [
-            [label, *(mean_std(metrics[n].get(key)) for n in names)] for key, label in METRIC_ROWS
+            [label, *(mean_std(metrics[n].get(key), decibels="psnr" in key) for n in names)]
+            for key, label in METRIC_ROWS
         ]
         tables.append((f"x{result['ratio']} {result['kind']}, {title}", header, rows))
     paper = result.get("paper")
@@ -112,7 +116,7 @@ def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
             [
                 "PSNR tables",
                 *(
-                    f"{fmt(paper[n]['psnr_tables'])} ± {fmt(paper[n]['psnr_tables_std'])}"
+                    f"{paper[n]['psnr_tables']:.2f} ± {paper[n]['psnr_tables_std']:.2f}"
                     for n in names
                 ),
             ],
@@ -280,7 +284,7 @@ def noise_section(result: dict, base: Path) -> list[str]:
 def crossfeed_table(result: dict) -> tuple[list[str], list[list[str]]]:
     header = ["pair", "MSE", "PSNR (dB)", "Corr"]
     rows = [
-        [label, *(mean_std(p["metrics"][k]) for k in ("mse", "psnr", "corr"))]
+        [label, *(mean_std(p["metrics"][k], decibels=k == "psnr") for k in ("mse", "psnr", "corr"))]
         for label, p in result["pairs"].items()
     ]
     return header, rows
