@@ -256,6 +256,8 @@ def test_type_i_default_schedule_converged():
     e_short = energy_per_spin(short, ham).mean()
     e_long = energy_per_spin(long, ham).mean()
     print(f"Type I E/spin: default {e_short:.5f}, 4x longer {e_long:.5f}")
+    q_peaks = structure_factor_peak(short).mean(), structure_factor_peak(long).mean()
+    print(f"Type I q peak: default {q_peaks[0]:.4f}, 4x longer {q_peaks[1]:.4f} rad/site")
     assert abs(e_short - e_long) < 0.01 * abs(e_long)
     assert np.all(max_torque(short, ham) < 1e-2)
     np.testing.assert_allclose(structure_factor_peak(short), math.atan(0.3), rtol=0.10)
@@ -268,6 +270,12 @@ def test_type_ii_default_schedule_converged():
     e_short = energy_per_spin(short, ham).mean()
     e_long = energy_per_spin(long, ham).mean()
     print(f"Type II E/spin: default {e_short:.5f}, 4x longer {e_long:.5f}")
-    print(f"wall fraction: {wall_fraction(short).mean():.4f} vs {wall_fraction(long).mean():.4f}")
+    walls = wall_fraction(short).mean(), wall_fraction(long).mean()
+    qz = structure_factor_peak(short, 2).mean(), structure_factor_peak(long, 2).mean()
+    print(f"wall fraction: default {walls[0]:.4f}, 4x longer {walls[1]:.4f}")
+    print(f"S_z structure-factor peak: default {qz[0]:.4f}, 4x longer {qz[1]:.4f} rad/site")
     assert abs(e_short - e_long) < 0.01 * abs(e_long)
     assert np.all(max_torque(short, ham) < 1e-2)
+    # Structure, not only energy: domain size and wall fraction as after the longer anneal.
+    assert abs(walls[0] - walls[1]) < 0.05
+    assert abs(qz[0] - qz[1]) < 0.2 * qz[1]

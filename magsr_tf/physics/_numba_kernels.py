@@ -263,3 +263,28 @@ def nn_field_array(s, J, D, dmi):
             out[y, x, 1] = hy
             out[y, x, 2] = hz
     return out
+
+
+@njit(cache=True)
+def max_torque(s, J, D, dmi, K, h_ext, use_h_ext):
+    """Largest |S x h_eff| over the lattice (h_eff with 2 K S_z z and ``h_ext``)."""
+    n = s.shape[0]
+    worst = 0.0
+    for y in range(n):
+        for x in range(n):
+            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+            if use_h_ext:
+                hx += h_ext[y, x, 0]
+                hy += h_ext[y, x, 1]
+                hz += h_ext[y, x, 2]
+            ox = s[y, x, 0]
+            oy = s[y, x, 1]
+            oz = s[y, x, 2]
+            hz += 2.0 * K * oz
+            tx = oy * hz - oz * hy
+            ty = oz * hx - ox * hz
+            tz = ox * hy - oy * hx
+            t2 = tx * tx + ty * ty + tz * tz
+            if t2 > worst:
+                worst = t2
+    return math.sqrt(worst)

@@ -1,0 +1,199 @@
+"""Annealer throughput: spin updates per second, against a plain NumPy Metropolis in the same run.
+
+Rows (one dict each, printed by ``magsr-tf bench anneal``):
+
+- ``reference``: a straightforward one-array NumPy checkerboard Metropolis for Type I (uniform
+  proposals, the field recomputed on the whole lattice with ``np.roll`` every half-sweep), one
+  process, one configuration: the floor every figure is divided by (``ratio_to_reference``).
+- ``numba`` / ``numpy`` rows for Type I and Type II: the annealer's moves (checkerboard heat bath
+  + over-relaxation) in ``workers`` processes at once, each process annealing its own
+  configurations (``batch`` per process). ``updates_per_s`` counts every site visit of a heat-bath
+  or over-relaxation sweep summed over processes; ``heat_bath_per_s`` counts heat-bath visits only.
+- ``s_per_config`` and ``projected_paper_set_hours``: wall time of complete default-schedule
+  anneals (random start, cooling, T = 0 relaxation) run concurrently in every process, and the
+  projection to the paper's 40,100 configurations with ``workers`` processes.
+
+Numbers measured while other jobs share the machine are noisy; compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from magsr_tf.physics.anneal import (
+    DEFAULT_BATCH,
+    Schedule,
+    anneal,
+    resolve_backend,
+)
+from magsr_tf.physics.hamiltonian import TypeI, make_hamiltonian
+
+logger = logging.getLogger(__name__)
+
+PAPER_SET_SIZE = 40_100
+BENCH_SEED = 20230811
+
+
+def reference_metropolis(spins: np.ndarray, ham: TypeI, beta: float, rng, sweeps: int) -> None:
+    """Straightforward checkerboard Metropolis on one ``[L, L, 3]`` array (in place).
+
+    Uniform proposals on the sphere; the exchange + interfacial DMI field of the whole lattice is
+    recomputed with np.roll before each half-sweep and only one sublattice may accept.
+    """
+    n = spins.shape[0]
+    parity = (np.add.outer(np.arange(n), np.arange(n)) % 2)[..., None]
+    d_vectors = {
+        (1, 0): ham.D * np.array([0.0, 1.0, 0.0]),
+        (-1, 0): ham.D * np.array([0.0, -1.0, 0.0]),
+        (0, 1): ham.D * np.array([-1.0, 0.0, 0.0]),
+        (0, -1): ham.D * np.array([1.0, 0.0, 0.0]),
+    }
+    for _ in range(sweeps):
+        for p in (0, 1):
+            field = np.zeros_like(spins)
+            for (dx, dy), d_vec in d_vectors.items():
+                neighbour = np.roll(spins, shift=(-dy, -dx), axis=(0, 1))
+                field += ham.J * neighbour + np.cross(d_vec, neighbour)
+            proposal = rng.normal(size=spins.shape)
+            proposal /= np.linalg.norm(proposal, axis=-1, keepdims=True)
+            d_e = -np.sum((proposal - spins) * field, axis=-1, keepdims=True)
+            accept = (rng.random(d_e.shape) < np.exp(-beta * d_e)) & (parity == p)
+            spins[...] = np.where(accept, proposal, spins)
+
+
+def _reference_rate(lattice: int, sweeps: int) -> float:
+    rng = np.random.default_rng(BENCH_SEED)
+    spins = rng.normal(size=(lattice, lattice, 3))
+    spins /= np.linalg.norm(spins, axis=-1, keepdims=True)
+    reference_metropolis(spins, TypeI(), 2.0, rng, 1)  # warm-up
+    start = time.perf_counter()
+    reference_metropolis(spins, TypeI(), 2.0, rng, sweeps)
+    return sweeps * lattice * lattice / (time.perf_counter() - start)
+
+
+def _sweep_worker(kind: str, lattice: int, sweeps: int, backend: str, batch: int, seed: int):
+    """Time `sweeps` annealing sweeps (heat bath + over-relaxation) on `batch` configurations.
+
+    Returns (heat-bath site updates, all site updates, seconds); compilation is excluded.
+    """
+    from magsr_tf.physics import _numba_kernels as nk
+    from magsr_tf.physics import _numpy_backend as npb
+    from magsr_tf.physics import anneal as an
+
+    ham = make_hamiltonian(kind)
+    schedule = Schedule(t_start=1.0, t_end=0.1, sweeps=sweeps, over_relax=1)
+    rngs = [np.random.default_rng([seed, i]) for i in range(batch)]
+    if backend == "numba":
+        field, use_field = an._field_source(ham, lattice)
+        states = [(npb.random_state(rng, lattice), nk.seed_state(rng)) for rng in rngs]
+        an._numba_sweep(states[0][0].copy(), 1.0, ham, 1, states[0][1].copy(), field, use_field)
+        start = time.perf_counter()
+        for s, state in states:
+            for temperature in schedule.temperatures():
+                an._numba_sweep(s, 1.0 / temperature, ham, 1, state, field, use_field)
+    else:
+        q = npb.random_quarters(rngs, lattice)
+        start = time.perf_counter()
+        for temperature in schedule.temperatures():
+            for parity in (0, 1):
+                npb.heat_bath_half_sweep(q, parity, 1.0 / temperature, ham, rngs)
+            for parity in (0, 1):
+                npb.over_relax_half_sweep(q, parity, 1.0 / temperature, ham, rngs)
+    seconds = time.perf_counter() - start
+    heat_bath = batch * sweeps * lattice * lattice
+    return heat_bath, 2 * heat_bath, seconds
+
+
+def _config_worker(kind: str, lattice: int, backend: str, count: int, seed: int) -> float:
+    """Seconds per configuration of a complete default-schedule anneal (after a warm-up)."""
+    ham = make_hamiltonian(kind)
+    anneal(ham, [np.random.default_rng([seed, 99])], 8, Schedule(1.0, 0.1, 2), backend=backend)
+    start = time.perf_counter()
+    anneal(ham, [np.random.default_rng([seed, i]) for i in range(count)], lattice, backend=backend)
+    return (time.perf_counter() - start) / count
+
+
+def _run_parallel(fn, args_per_worker: list[tuple]) -> list:
+    if len(args_per_worker) == 1:
+        return [fn(*args_per_worker[0])]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(args_per_worker), mp_context=context) as pool:
+        return list(pool.map(fn, *zip(*args_per_worker, strict=True)))
+
+
+def bench_anneal(
+    lattice: int = 128,
+    sweeps: int | None = None,
+    workers: int | None = None,
+    backends: tuple[str, ...] = ("numba", "numpy"),
+    projection: bool = True,
+) -> list[dict]:
+    """Measure annealer throughput; returns rows for a table (see the module docstring).
+
+    Args:
+        lattice: L.
+        sweeps: sweeps per throughput measurement (default 20 for numba, 5 for numpy;
+            Type II uses half).
+        workers: processes (default: one per core).
+        backends: which annealer backends to measure.
+        projection: also time complete default-schedule anneals and project the paper set.
+    """
+    workers = workers or os.cpu_count() or 1
+    reference_sweeps = sweeps or 10
+    reference = _reference_rate(lattice, reference_sweeps)
+    rows = [
+        {
+            "model": "typeI",
+            "backend": "reference numpy Metropolis",
+            "batch": 1,
+            "workers": 1,
+            "updates_per_s": reference,
+            "heat_bath_per_s": float("nan"),
+            "ratio_to_reference": 1.0,
+            "s_per_config": float("nan"),
+            "projected_paper_set_hours": float("nan"),
+        }
+    ]
+    for backend in backends:
+        backend = resolve_backend(backend)
+        for kind in ("typeI", "typeII"):
+            base = sweeps or (20 if backend == "numba" else 5)
+            n_sweeps = max(1, base // 2) if kind == "typeII" else base
+            batch = 1 if backend == "numba" else DEFAULT_BATCH
+            results = _run_parallel(
+                _sweep_worker,
+                [(kind, lattice, n_sweeps, backend, batch, BENCH_SEED + w) for w in range(workers)],
+            )
+            wall = max(r[2] for r in results)
+            row = {
+                "model": kind,
+                "backend": backend,
+                "batch": batch,
+                "workers": workers,
+                "updates_per_s": sum(r[1] for r in results) / wall,
+                "heat_bath_per_s": sum(r[0] for r in results) / wall,
+            }
+            row["ratio_to_reference"] = row["updates_per_s"] / reference
+            row["s_per_config"] = float("nan")
+            row["projected_paper_set_hours"] = float("nan")
+            if projection and (backend == "numba" or kind == "typeI"):
+                count = 2 if kind == "typeI" else 1
+                seconds = _run_parallel(
+                    _config_worker,
+                    [(kind, lattice, backend, count, BENCH_SEED + w) for w in range(workers)],
+                )
+                per_config = float(np.mean(seconds))
+                row["s_per_config"] = per_config
+                row["projected_paper_set_hours"] = PAPER_SET_SIZE * per_config / workers / 3600
+            logger.info("bench anneal row: %s", row)
+            rows.append(row)
+    return rows
+
+
+__all__ = ["bench_anneal", "reference_metropolis", "PAPER_SET_SIZE"]
