@@ -252,6 +252,7 @@ def recursive_process(
     iterations: int,
     padding: str = "periodic",
     keep: Sequence[int] = (),
+    keep_chains: Sequence[int] | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
@@ -265,25 +266,36 @@ def recursive_process(
         iterations: number of passes T.
         padding: downsizing padding of the fed-back map.
         keep: iterations (1-based) whose SR maps are returned.
+        keep_chains: which inputs' SR maps are kept (all if None).
         batch_size: inference batch size.
-        progress: called with (iteration, T).
+        progress: called with (passes done, total passes) over chunks of chains.
 
     Returns:
         ``(corr [T, n], kept)``: Corr with the ground truth after each pass, and
-        iteration -> SR maps ``[n, H, W, C]``.
+        iteration -> SR maps ``[len(keep_chains), H, W, C]`` in ``keep_chains`` order.
     """
-    x = np.asarray(lr_start, dtype=np.float32)
-    corrs = np.zeros((iterations, len(x)))
-    kept: dict[int, np.ndarray] = {}
-    for t in range(1, iterations + 1):
-        sr = super_resolve(sr_model, x, batch_size)
-        corrs[t - 1] = corr(hr, sr)
-        if t in keep:
-            kept[t] = sr
-        x = downsample(sr, ratio, padding)
-        if progress:
-            progress(t, iterations)
-    return corrs, kept
+    lr_start = np.asarray(lr_start, dtype=np.float32)
+    n = len(lr_start)
+    corrs = np.zeros((iterations, n))
+    chains = np.arange(n) if keep_chains is None else np.asarray(keep_chains, dtype=np.int64)
+    kept: dict[int, dict[int, np.ndarray]] = {t: {} for t in keep if 1 <= t <= iterations}
+    # Chains are independent: run them in chunks through all iterations, so
+    # that memory stays bounded however many images and alphas there are.
+    chunk = max(batch_size, 1)
+    n_chunks = -(-n // chunk)
+    for c, start in enumerate(range(0, n, chunk)):
+        x = lr_start[start : start + chunk]
+        truth = hr[start : start + chunk]
+        for t in range(1, iterations + 1):
+            sr = super_resolve(sr_model, x, batch_size)
+            corrs[t - 1, start : start + chunk] = corr(truth, sr)
+            if t in kept:
+                for i in chains[(chains >= start) & (chains < start + len(x))]:
+                    kept[t][int(i)] = sr[i - start]
+            x = downsample(sr, ratio, padding)
+            if progress:
+                progress(c * iterations + t, n_chunks * iterations)
+    return corrs, {t: np.stack([maps[int(i)] for i in chains]) for t, maps in kept.items()}
 
 
 def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -310,6 +322,7 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
     # All alphas in one batch of n * len(alphas) recursive chains.
     starts = np.concatenate([unit_normalize(split.lr + a * noise) for a in alphas])
     truth = np.concatenate([split.hr] * len(alphas))
+    shown = _spread(alphas, 6)
     corrs, kept = recursive_process(
         sr_model,
         starts,
@@ -318,6 +331,7 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
         config.iterations,
         padding,
         keep=snapshots,
+        keep_chains=[k * n for k in shown],
         batch_size=config.batch_size,
         progress=progress,
     )
@@ -354,12 +368,11 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
         out / f"noise_{split.kind}_x{ratio}_corr.png",
         title=f"{split.kind} x{ratio}: recursive process with noise (Figs. 5/6 b, c)",
     )
-    shown = _spread(alphas, 6)
     rows = []
-    for k in shown:
+    for j, k in enumerate(shown):
         row = {"noisy input": starts[k * n]}
         for t in snapshots:
-            row[f"SR, iteration {t}"] = kept[t][k * n]
+            row[f"SR, iteration {t}"] = kept[t][j]
         row["ground truth"] = split.hr[0]
         rows.append(row)
     fig_maps = comparison_figure(
