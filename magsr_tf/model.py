@@ -72,18 +72,25 @@ class ModelConfig:
             )
 
 
+def _batch_norm(name: str):
+    # Synchronized over replicas: with several replicas the statistics are those of
+    # the global batch, so training matches a single-device run and the moving
+    # statistics stay identical on every replica and worker.
+    return keras.layers.BatchNormalization(synchronized=True, name=name)
+
+
 def _conv_block(x, filters: int, prefix: str, config: ModelConfig):
     x = PeriodicPad2D(1, config.padding, name=f"{prefix}_pad")(x)
     # BatchNorm follows, so a bias would be cancelled by its mean subtraction.
     x = keras.layers.Conv2D(filters, 3, use_bias=False, name=f"{prefix}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = _batch_norm(f"{prefix}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=f"{prefix}_act")(x)
 
 
 def _fused_block(x, filters: int, prefix: str, config: ModelConfig):
     # The previous block's 2x up-sampling, this block's padding and conv, in one layer.
     x = UpsampleConv2D(filters, config.padding, use_bias=False, name=f"{prefix}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = _batch_norm(f"{prefix}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=config.leaky_slope, name=f"{prefix}_act")(x)
 
 

@@ -1,0 +1,115 @@
+"""Training throughput benchmark (``magsr-tf bench train``).
+
+Prints LR images/s of the real training step (the one :func:`magsr_tf.train.train`
+runs) for x4, x8 and x16, next to two references measured in the same run:
+
+* the machine's convolution rate: one 3x3 64->64 convolution (forward) on the
+  expander's feature maps, in GFLOP/s; the training step's achieved FLOP/s
+  (forward + backward convolution FLOPs, counted analytically) is reported as a
+  fraction of it;
+* the unfused build of the paper's graph (separate up-sampling,
+  padding and convolution layers), as a speed-up ratio.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from magsr_tf.model import ModelConfig, build_models
+
+log = logging.getLogger(__name__)
+
+LATTICE = 128
+DEFAULT_BATCH = 32
+
+
+def conv_flops_per_image(sr_model, lr_size: int) -> float:
+    """Forward FLOPs (2 x MACs) of every 3x3 convolution of the SR model for one LR image."""
+    from magsr_tf.layers import UpsampleConv2D
+
+    size = lr_size
+    flops = 0.0
+    for layer in sr_model.layers:
+        kind = type(layer).__name__
+        if kind == "NearestUpsample2D":
+            size *= 2
+        elif kind in ("Conv2D", "UpsampleConv2D"):
+            kernel = layer.kernel.shape
+            if isinstance(layer, UpsampleConv2D):
+                size *= 2
+            flops += 2.0 * size * size * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    return flops
+
+
+def _timed(fn, seconds: float) -> float:
+    """Calls ``fn`` repeatedly for about ``seconds``; returns calls per second."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 3:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def measure_conv_rate(seconds: float, batch: int = DEFAULT_BATCH) -> float:
+    """GFLOP/s of a 3x3 64->64 convolution on [batch, 16, 16, 64] (the x8 expander)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(batch, 18, 18, 64)).astype("float32"))
+    k = tf.constant(rng.normal(size=(3, 3, 64, 64)).astype("float32"))
+    conv = tf.function(lambda: tf.nn.conv2d(x, k, 1, "VALID"))
+    rate = _timed(lambda: conv().numpy(), seconds)
+    return rate * 2.0 * batch * 16 * 16 * 9 * 64 * 64 / 1e9
+
+
+def measure_training(config: ModelConfig, batch: int, seconds: float) -> float:
+    """LR images/s of the training step for one model configuration."""
+    import keras
+    import tensorflow as tf
+
+    from magsr_tf.train import make_train_step
+
+    strategy = tf.distribute.get_strategy()
+    _, training_model = build_models(config)
+    optimizer = keras.optimizers.Adam(0.01)
+    optimizer.build(training_model.trainable_variables)
+    h = LATTICE // config.ratio
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(batch, h, h, config.channels)).astype("float32")
+    dataset = tf.data.Dataset.from_tensors(data).repeat()
+    iterator = iter(dataset)
+    step = make_train_step(strategy, training_model, optimizer, batch)
+    return _timed(lambda: float(step(iterator)), seconds) * batch
+
+
+def bench_train(seconds: float = 20.0, batch_size: int | None = None) -> list[dict]:
+    """Rows: ratio, images/s (ours and straightforward), speed-up, fraction of conv FLOP/s."""
+    batch = batch_size or DEFAULT_BATCH
+    conv_rate = measure_conv_rate(min(seconds, 5.0), batch)
+    log.info("conv rate %.1f GFLOP/s", conv_rate)
+    rows = []
+    for ratio in (4, 8, 16):
+        ours = ModelConfig(ratio=ratio)
+        unfused = ModelConfig(ratio=ratio, fused_upsampling=False)
+        ips = measure_training(ours, batch, seconds)
+        ref = measure_training(unfused, batch, seconds / 2)
+        sr_model, _ = build_models(ours)
+        # Backward costs about twice the forward (input and weight gradients).
+        train_flops = 3.0 * conv_flops_per_image(sr_model, LATTICE // ratio)
+        rows.append(
+            {
+                "ratio": f"x{ratio}",
+                "batch": batch,
+                "images_per_s": ips,
+                "unfused_images_per_s": ref,
+                "speedup": ips / ref,
+                "train_gflops": ips * train_flops / 1e9,
+                "conv_gflops": conv_rate,
+                "fraction_of_conv_rate": ips * train_flops / 1e9 / conv_rate,
+            }
+        )
+    return rows
