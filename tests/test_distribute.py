@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 WORKER = str(Path(__file__).with_name("dist_worker.py"))
 TIMEOUT = 600
