@@ -1,0 +1,180 @@
+"""`magsr-tf generate` as a user runs it: subprocesses, kill and resume, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from magsr_tf.dataset import open_info, partial_path
+
+# Type I on 16x16 with the default schedule: a few ms per configuration, so a
+# run of N takes a few seconds and spans several chunks (16, then up to 64).
+N = 200
+N_TEST = 10
+LATTICE = 16
+ARGS = ["generate", "typeI", "--n", str(N), "--test", str(N_TEST), "--lattice", str(LATTICE)]
+ARGS += ["--workers", "1"]
+
+
+def _command() -> list[str]:
+    script = shutil.which("magsr-tf")
+    return [script] if script else [sys.executable, "-m", "magsr_tf_cli.main"]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command() + args, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _arrays(path: Path) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(
+            lambda name, obj: (
+                found.__setitem__(name, obj[()].tobytes())
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run with the default output path data/typeI.h5."""
+    cwd = tmp_path_factory.mktemp("reference")
+    result = _run(ARGS, cwd)
+    assert result.returncode == 0, result.stderr
+    out = cwd / "data" / "typeI.h5"
+    assert out.exists() and not partial_path(out).exists()
+    assert "190 train + 10 test" in result.stdout
+    assert "200 configurations annealed" in result.stdout
+    return out
+
+
+def _n_done(partial: Path) -> int | None:
+    """``n_done`` of a file another process is writing (None while unreadable)."""
+    try:
+        with h5py.File(partial, "r", locking=False) as f:
+            return int(f.attrs["n_done"])
+    except (OSError, KeyError, RuntimeError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_path, sig):
+    out = tmp_path / "killed.h5"
+    partial = partial_path(out)
+    args = ARGS + ["--out", str(out)]
+    proc = subprocess.Popen(
+        _command() + args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = _n_done(partial) if partial.exists() else None
+            if done is not None and 0 < done < N:
+                proc.send_signal(sig)
+                break
+            time.sleep(0.02)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, "the run finished before it could be killed"
+
+    # The interrupted file opens normally and its first n_done rows are final.
+    assert not out.exists()
+    with h5py.File(partial, "r") as f:
+        n_done = int(f.attrs["n_done"])
+        assert 0 < n_done < N and not bool(f.attrs["complete"])
+        kept = f["hr"][:n_done]
+    assert np.isfinite(kept).all()
+    np.testing.assert_allclose(np.linalg.norm(kept, axis=-1), 1.0, atol=1e-5)
+
+    result = _run(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not partial.exists()
+    assert f"{N - n_done} configurations annealed" in result.stdout
+    resumed, uninterrupted = _arrays(out), _arrays(reference)
+    assert resumed.keys() == uninterrupted.keys()
+    for name in uninterrupted:
+        assert resumed[name] == uninterrupted[name], name
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["hr"][:n_done], kept)
+    assert open_info(out).n == N
+
+
+def test_rerun_of_complete_dataset_says_so_and_keeps_file(reference):
+    before = _digest(reference)
+    result = _run(ARGS, reference.parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert "already complete" in result.stdout
+    assert _digest(reference) == before
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["generate", "typeIII", "--n", "20", "--test", "2"], "unknown dataset type"),
+        (["generate", "typeI", "--n", "100", "--test", "100"], "n > n_test"),
+        (["generate", "typeI", "--n", "20", "--test", "2", "--lattice", "33"], "must be even"),
+        (["generate", "typeI", "--n", "20", "--test", "2", "--phases", "16"], "phases"),
+    ],
+    ids=["unknown-type", "n-not-above-test", "odd-lattice", "too-many-phases"],
+)
+def test_bad_parameters_fail_with_one_line(tmp_path, args, fragment):
+    result = _run(args + ["--out", str(tmp_path / "x.h5")], tmp_path)
+    _assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_path_fails_with_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    result = _run(ARGS + ["--out", str(blocker / "x.h5")], tmp_path)
+    _assert_one_line_error(result, "not a folder")
+    assert blocker.read_text() == "in the way"
+
+
+def test_existing_dataset_with_other_parameters_is_untouched(reference):
+    before = _digest(reference)
+    args = ARGS[:3] + [str(N + 1)] + ARGS[4:] + ["--out", str(reference)]
+    result = _run(args, reference.parent)
+    _assert_one_line_error(result, "exists with other parameters (n: 200 in the file, 201")
+    assert _digest(reference) == before
+    assert not partial_path(reference).exists()
+
+
+def test_existing_foreign_file_is_untouched(tmp_path):
+    foreign = tmp_path / "mine.h5"
+    foreign.write_text("my notes")
+    result = _run(ARGS + ["--out", str(foreign)], tmp_path)
+    _assert_one_line_error(result, "not a readable HDF5 file")
+    assert foreign.read_text() == "my notes"
