@@ -97,6 +97,14 @@ PAPER_TABLES: dict[tuple[str, int], dict[str, dict[str, float]]] = {
     },
 }
 
+KIND_LABELS = {"typeI": "Type I", "typeII": "Type II"}
+"""Figure titles: "typeI" is misread as "typel" in sans-serif fonts."""
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
 FIGURE_SAMPLES = 2
 """Test images shown in the Fig. 2/3-style comparison."""
 
@@ -401,7 +409,7 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         rows,
         figures_dir / f"evaluate_{tag}.png",
         row_labels=[f"test image {i}" for i in range(n_show)],
-        title=f"{split.kind} x{ratio}: SR network vs aligned interpolation",
+        title=f"{kind_label(split.kind)} x{ratio}: SR network vs aligned interpolation",
         highlight="SR network",
     )
     result["figures"] = [str(fig)]

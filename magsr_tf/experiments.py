@@ -40,6 +40,7 @@ from magsr_tf.downsample import downsample
 from magsr_tf.evaluate import (
     DATA_ALIASES,
     baseline_maps,
+    kind_label,
     load_test_split,
     match_channels,
     model_channels,
@@ -366,7 +367,7 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
         curves,
         maxima,
         out / f"noise_{split.kind}_x{ratio}_corr.png",
-        title=f"{split.kind} x{ratio}: recursive process with noise (Figs. 5/6 b, c)",
+        title=f"{kind_label(split.kind)} x{ratio}: recursive process with noise (Figs. 5/6 b, c)",
     )
     rows = []
     for j, k in enumerate(shown):
@@ -379,7 +380,7 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
         rows,
         out / f"noise_{split.kind}_x{ratio}_samples.png",
         row_labels=[f"alpha = {alphas[k]:g}" for k in shown],
-        title=f"{split.kind} x{ratio}: test image 0 through the recursive process (Figs. 5a/6a)",
+        title=f"{kind_label(split.kind)} x{ratio}: test image 0 through the recursive process (Figs. 5a/6a)",
     )
     result = {
         "command": "experiment noise",
