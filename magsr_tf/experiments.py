@@ -380,7 +380,8 @@ def noise_response(config: NoiseConfig, progress: Progress | None = None) -> dic
         rows,
         out / f"noise_{split.kind}_x{ratio}_samples.png",
         row_labels=[f"alpha = {alphas[k]:g}" for k in shown],
-        title=f"{kind_label(split.kind)} x{ratio}: test image 0 through the recursive process (Figs. 5a/6a)",
+        title=f"{kind_label(split.kind)} x{ratio}: test image 0 in the recursive process "
+        "(Figs. 5a/6a)",
     )
     result = {
         "command": "experiment noise",
