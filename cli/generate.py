@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         Interrupted runs (Ctrl-C, kill) leave OUT.partial; the same command
         continues it. An existing dataset is never overwritten.
         """
-        from magsr_tf.dataset import GenerateConfig, open_info
+        from magsr_tf.dataset import GenerateConfig, open_info, partial_path
         from magsr_tf.dataset import generate as generate_dataset
 
         config = GenerateConfig(
@@ -116,6 +116,17 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         try:
             path = generate_dataset(config, progress=on_progress)
+        except KeyboardInterrupt:
+            # Typer turns KeyboardInterrupt into a silent exit 130: say what is kept.
+            if bar.live.is_started:
+                bar.stop()
+            console.print(
+                f"Interrupted; the configurations finished so far are kept in "
+                f"{partial_path(config.out)}: run the same command again to continue.",
+                markup=False,
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
         finally:
             if bar.live.is_started:
                 bar.stop()

@@ -84,7 +84,8 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
         _command() + args,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     try:
@@ -94,12 +95,16 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
                 proc.send_signal(sig)
                 break
             time.sleep(0.02)
-        proc.wait(timeout=60)
+        _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     assert proc.returncode != 0, "the run finished before it could be killed"
+    if sig == signal.SIGTERM:  # handled like Ctrl-C: a clean exit with a hint
+        assert proc.returncode == 130
+        assert "run the same command again to continue" in stderr
+        assert "Traceback" not in stderr
 
     # The interrupted file opens normally and its first n_done rows are final.
     assert not out.exists()
