@@ -48,10 +48,28 @@ for _module in (generate, fit, evaluate, experiment, export, predict, serve, ima
     _module.register(app)
 
 
+# Sub-commands that run TensorFlow; it is imported up front, quietly, for them.
+_TF_COMMANDS = {
+    "fit",
+    "evaluate",
+    "experiment",
+    "export",
+    "predict",
+    "serve",
+    "fit-image",
+    "bench",
+    "report",
+}
+
+
 def main() -> None:
     """Run the CLI; user errors exit with status 1 and one line on stderr."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     debug = os.environ.get("MAGSR_DEBUG") == "1"
+    if _TF_COMMANDS.intersection(sys.argv[1:2]) and not debug:
+        from magsr_tf.tfimport import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     try:
         app()
     except (MagsrError, ValueError, OSError) as exc:

@@ -269,3 +269,65 @@ class UpsampleConv2D(keras.layers.Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
         }
+
+
+def _keys_cubic(d: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5), as in bicubic interpolation."""
+    a = -0.5
+    d = np.abs(d)
+    inner = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    outer = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    return np.where(d <= 1.0, inner, np.where(d < 2.0, outer, 0.0))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AlignedBicubic(keras.layers.Layer):
+    """Fixed bicubic up-sampling on the downsizer's grid (LR pixel k at HR pixel k r).
+
+    Polyphase form: HR pixel k r + p is a 4-tap cubic combination of LR pixels
+    k-1 .. k+2 with weights ``cubic(p / r - m)``, so the whole op is one 4x4
+    convolution of the (periodically or reflect-) padded LR map to r^2 phases
+    per channel, then depth-to-space. It keeps a dynamic input size and converts
+    to TFLite builtins. No weights.
+
+    Args:
+        ratio: up-sampling ratio r.
+        padding: "periodic" or "reflect".
+    """
+
+    def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if int(ratio) != ratio or ratio < 1:
+            raise ValueError(f"ratio must be a positive integer. Received: ratio={ratio}")
+        _check_padding(padding)
+        self.ratio = int(ratio)
+        self.padding = padding
+
+    def _kernel(self, channels: int) -> np.ndarray:
+        r = self.ratio
+        phases = np.arange(r)[:, None] / r
+        taps = np.arange(-1, 3)[None, :]
+        w = _keys_cubic(phases - taps)  # [phase p, tap m]
+        # K[my, mx, c_in, (py, px, c_out)] = w[py, my] w[px, mx] delta(c_in, c_out)
+        k = np.einsum("pm,qn,ic->mnipqc", w, w, np.eye(channels))
+        return k.reshape(4, 4, channels, r * r * channels).astype("float32")
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        kernel = ops.convert_to_tensor(self._kernel(channels))
+        if self.padding == "periodic":
+            x = ops.concatenate([inputs[:, -1:], inputs, inputs[:, :2]], axis=1)
+            x = ops.concatenate([x[:, :, -1:], x, x[:, :, :2]], axis=2)
+        else:
+            x = ops.pad(inputs, ((0, 0), (1, 2), (1, 2), (0, 0)), mode="reflect")
+        y = ops.conv(x, kernel, strides=1, padding="valid")
+        return ops.depth_to_space(y, self.ratio)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        grow = lambda s: None if s is None else s * self.ratio  # noqa: E731
+        return (n, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}

@@ -20,6 +20,7 @@ import keras
 
 from magsr_tf import RATIOS, MagsrError
 from magsr_tf.layers import (
+    AlignedBicubic,
     GaussianDownsample,
     NearestUpsample2D,
     PeriodicPad2D,
@@ -45,6 +46,11 @@ class ModelConfig:
         leaky_slope: negative slope of the LeakyReLU activations (unstated in the paper).
         normalize_in_training: project the SR map onto unit spins before the
             downsizing in the training graph too (the exported SR model always does).
+        residual: add the fixed grid-aligned bicubic up-sampling of the input to
+            the last convolution's output (a global skip connection, as in
+            VDSR-type SR networks; the final convolution then starts at zero), so
+            the network learns the correction to interpolation. False gives the
+            paper's plain graph.
         fused_upsampling: compute each "2x up-sampling -> pad -> 3x3 conv" as one
             :class:`~magsr_tf.layers.UpsampleConv2D` (the same function and
             weights, ~6x faster on CPU) instead of three separate layers.
@@ -55,6 +61,7 @@ class ModelConfig:
     padding: str = "periodic"
     leaky_slope: float = 0.2
     normalize_in_training: bool = True
+    residual: bool = True
     fused_upsampling: bool = True
 
     def __post_init__(self):
@@ -116,11 +123,17 @@ def build_models(config: ModelConfig) -> tuple[keras.Model, keras.Model]:
             x = _conv_block(x, filters, f"up_{j}", config)
         if not config.fused_upsampling:
             x = NearestUpsample2D(2, name=f"up_{j}_upsample")(x)
+    init = "zeros" if config.residual else "glorot_uniform"
     if config.fused_upsampling:
-        raw = UpsampleConv2D(config.channels, config.padding, name="sr_conv")(x)
+        raw = UpsampleConv2D(
+            config.channels, config.padding, kernel_initializer=init, name="sr_conv"
+        )(x)
     else:
         x = PeriodicPad2D(1, config.padding, name="sr_pad")(x)
-        raw = keras.layers.Conv2D(config.channels, 3, name="sr_conv")(x)
+        raw = keras.layers.Conv2D(config.channels, 3, kernel_initializer=init, name="sr_conv")(x)
+    if config.residual:
+        base = AlignedBicubic(config.ratio, config.padding, name="bicubic_skip")(inputs)
+        raw = keras.layers.Add(name="sr_residual")([raw, base])
     unit = UnitSpin(name=OUTPUT_NAME)
     sr = unit(raw)
     sr_model = keras.Model(inputs, sr, name=f"sr_x{config.ratio}")
