@@ -401,11 +401,14 @@ def _create_layout(f: h5py.File, config: GenerateConfig, params: dict[str, Any])
                 fillvalue=np.nan,
                 **COMPRESSION,
             )
+            # Every dataset is chunked per row: a committed chunk is then never
+            # rewritten (a rewrite moves it, and a kill mid-write could leave the
+            # old row pointing at reused space).
             f.create_dataset(
                 f"lr_phases/x{r}_offsets",
                 shape=(n, p, 2),
                 dtype=np.int16,
-                chunks=(min(n, 4096), p, 2),
+                chunks=(1, p, 2),
                 fillvalue=-1,
                 **COMPRESSION,
             )

@@ -96,6 +96,9 @@ def test_layout_shapes_and_chunking(tiny):
             assert f[f"lr_phases/x{r}"].shape == (N, PHASES, h, h, 3)
             assert f[f"lr_phases/x{r}"].chunks == (1, PHASES, h, h, 3)
             assert f[f"lr_phases/x{r}_offsets"].shape == (N, PHASES, 2)
+            # Per row too: a chunk shared by rows would be rewritten after its
+            # first rows were committed, which a kill could corrupt.
+            assert f[f"lr_phases/x{r}_offsets"].chunks == (1, PHASES, 2)
         assert f["hr"].compression == ds.COMPRESSION["compression"]
 
 
