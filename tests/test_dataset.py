@@ -372,6 +372,7 @@ def test_check_finite_names_the_first_bad_row(tiny, tmp_path, monkeypatch, name)
     if name == "hr":
         with pytest.raises(MagsrError, match="in hr row 7"):
             check_finite(bad, 8)
+        check_finite(bad, 4, hr=False)
     else:
         check_finite(bad, 8)  # the other ratio's LR images are clean
 
