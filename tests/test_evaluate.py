@@ -278,3 +278,29 @@ def test_recursive_process_chunks_and_snapshots():
     expected = np.mean(np.sum(hr[4] * _BicubicNet()(lr[4:5])[0], axis=-1))
     assert c2[0, 4] == pytest.approx(expected, rel=1e-5)
     np.testing.assert_allclose(k2[1][0], _BicubicNet()(lr[4:5])[0], atol=1e-6)
+
+
+def test_type_ii_physical_metrics():
+    from magsr_tf.evaluate import baseline_maps, make_dataset_hamiltonian, score_maps
+    from magsr_tf.physics.hamiltonian import energy_per_spin
+    from magsr_tf.physics.observables import domain_wall_length
+
+    hr = _domains(np.random.default_rng(DATA_SEED), 3, LATTICE)
+    lr = downsample(hr, RATIO)
+    ham = make_dataset_hamiltonian("typeII", {"kind": "typeII", "J": 1.0, "D": 0.03, "K": 0.2})
+    assert ham.K == 0.2  # parameters come from the file's attribute
+    sr = unit_normalize(lr.repeat(RATIO, axis=1).repeat(RATIO, axis=2))
+    result = score_maps(hr, sr, baseline_maps(lr, RATIO), "typeII", RATIO, ham)
+    physical = result["physical"]
+    assert set(physical["sr"]) == {
+        "energy_per_spin",
+        "qz_peak",
+        "topological_charge",
+        "wall_fraction",
+        "wall_length",
+    }
+    assert physical["ground_truth"]["energy_per_spin"]["mean"] == pytest.approx(
+        energy_per_spin(hr, ham).mean()
+    )
+    deviation = np.abs(domain_wall_length(sr) - domain_wall_length(hr)).mean()
+    assert result["physical_error"]["sr"]["wall_length"]["mean"] == pytest.approx(deviation)
