@@ -227,7 +227,11 @@ class LocalPredictor:
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        out = self._fn(**{self.input_name: tf.constant(lr, dtype=tf.float32)})
+        try:
+            out = self._fn(**{self.input_name: tf.constant(lr, dtype=tf.float32)})
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MagsrError(f"the model {self.path} failed on input {lr.shape}: {first}") from exc
         return out[self.output_name].numpy()
 
 

@@ -213,7 +213,11 @@ def _synthetic_microscope(ratio: int, channels: int, tmp_path: Path):
 
 @pytest.mark.slow
 def test_fit_image_end_to_end_beats_bicubic(tmp_path):
-    """Whole-image SR of a synthetic microscope image beats aligned bicubic against the truth."""
+    """Whole-image SR of a synthetic microscope image beats aligned bicubic against the truth.
+
+    About 5 minutes on 2 shared cores. Measured once with these settings (same
+    anneal, 6 epochs): whole-image MSE 0.0588 (SR) against 0.0634 (aligned bicubic).
+    """
     pytest.importorskip("tensorflow")
     from magsr_tf import metrics
     from magsr_tf.baselines import upsample
@@ -226,10 +230,10 @@ def test_fit_image_end_to_end_beats_bicubic(tmp_path):
         ratio=ratio,
         patch=12,
         patches=12000,
-        epochs=3,
+        epochs=6,
         value_range=(0, 65535),
         out_dir=tmp_path / "model",
-        seed=SEED,
+        seed=0,
     )
     result = fit_image(config)
     lr = images_to_spins(paths, value_range=(0, 65535))
@@ -237,4 +241,9 @@ def test_fit_image_end_to_end_beats_bicubic(tmp_path):
     sr_mse = float(metrics.mse(truth, result.sr)[0])
     bicubic_mse = float(metrics.mse(truth, bicubic)[0])
     print(f"whole-image MSE: SR {sr_mse:.5f}, aligned bicubic {bicubic_mse:.5f}")
+    inner = (slice(16, -16), slice(16, -16))  # 16 HR pixels away from the edges
+    print(
+        f"interior MSE: SR {float(metrics.mse(truth[inner], result.sr[inner])[0]):.5f}, "
+        f"aligned bicubic {float(metrics.mse(truth[inner], bicubic[inner])[0]):.5f}"
+    )
     assert sr_mse < bicubic_mse
