@@ -226,10 +226,11 @@ def _anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
     field, use_field = _field_source(ham, lattice)
     for temperature in schedule.temperatures():
         _numba_sweep(s, 1.0 / temperature, ham, schedule.over_relax, state, field, use_field)
-    return _relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)
+    return _relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)[0]
 
 
-def _relax_one_numba(s, ham, tol, max_sweeps) -> np.ndarray:
+def _relax_one_numba(s, ham, tol, max_sweeps) -> tuple[np.ndarray, int]:
+    """Relax one float64 configuration in place; returns it and the number of sweeps used."""
     from magsr_tf.physics import _numba_kernels as nk
 
     J, D, dmi, K = _numba_params(ham)
@@ -255,7 +256,7 @@ def _relax_one_numba(s, ham, tol, max_sweeps) -> np.ndarray:
     else:
         logger.warning("relaxation stopped after %d sweeps above tol=%g", max_sweeps, tol)
     logger.debug("relaxed in %d sweeps", sweeps_done)
-    return s
+    return s, sweeps_done
 
 
 # --------------------------------------------------------------------------- numpy backend
@@ -324,7 +325,7 @@ def relax(
         raise MagsrError(f"tol must be > 0. Received: tol={tol}")
     if resolve_backend(backend) == "numba":
         out = np.stack(
-            [_relax_one_numba(np.array(s, dtype=np.float64), ham, tol, max_iter) for s in spins]
+            [_relax_one_numba(np.array(s, dtype=np.float64), ham, tol, max_iter)[0] for s in spins]
         )
     else:
         out = _relax_numpy(spins, ham, tol, max_iter)
