@@ -39,7 +39,8 @@ from magsr_tf.model import ModelConfig, build_models
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "exponential")
+EXPONENTIAL_FINAL_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class TrainConfig:
             training images (at least one step).
         batch_size: global batch size (split across replicas).
         learning_rate: Adam learning rate (the paper: 0.01, fixed).
-        schedule: "constant" (the paper) or "cosine" decay to zero over the run.
+        schedule: "constant" (the paper), "cosine" decay to zero over the run, or
+            "exponential" decay to 1% of ``learning_rate`` over the run.
         augment: random quarter-turn rotations and global spin flips (exact
             symmetries of both Hamiltonians) and stored sub-pixel phases.
         seed: seed of weight initialization, data order and augmentation.
@@ -205,6 +207,10 @@ def _learning_rate(config: TrainConfig, total_steps: int):
 
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
+    if config.schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, total_steps, EXPONENTIAL_FINAL_FRACTION
+        )
     return config.learning_rate
 
 
