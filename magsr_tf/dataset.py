@@ -260,11 +260,15 @@ def phase_offsets(seed: int, index: int, ratio: int, phases: int) -> np.ndarray:
 def lr_phase_images(hr: np.ndarray, ratio: int, offsets: np.ndarray) -> np.ndarray:
     """LR images of one state ``hr`` [L, L, C] shifted by each offset: [P, L/r, L/r, C].
 
-    A whole-pixel shift of a ground state on a periodic lattice is again a
-    ground state, so these are genuine LR images of the same Hamiltonian.
+    Image p is ``downsample(roll(hr, -offsets[p]), ratio)``. A whole-pixel shift
+    of a ground state on a periodic lattice is again a ground state, so these
+    are genuine LR images of the same Hamiltonian. Computed as one stride-1
+    pass of the same Gaussian filter, ``downsample(hr, 1)``, sampled at
+    ``(k r + dy, l r + dx)``: the same taps and sums as the shifted downsample
+    (equal to float32 rounding) for one filter pass instead of P.
     """
-    shifted = np.stack([np.roll(hr, (-int(dy), -int(dx)), axis=(0, 1)) for dy, dx in offsets])
-    return downsample(shifted, ratio)
+    blurred = downsample(hr[None], 1)[0]
+    return np.stack([blurred[int(dy) :: ratio, int(dx) :: ratio] for dy, dx in offsets])
 
 
 def _physics() -> tuple[Any, Any]:
