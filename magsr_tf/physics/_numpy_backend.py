@@ -83,36 +83,44 @@ def nn_field(q: np.ndarray, k: int, ham) -> np.ndarray:
 def heat_bath_draw(h: np.ndarray, beta: float, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Unit vectors drawn from p(S) proportional to exp(beta h . S), by inversion.
 
+    cos(theta) = S . h / |h| from the inverse of its marginal distribution, azimuth 2 pi v in
+    the branch-free orthonormal frame of Duff et al., J. Comput. Graph. Tech. 6, 1 (2017).
+
     Args:
         h: fields ``[3, ...]``.
         beta: inverse temperature.
         u, v: uniform [0, 1) numbers shaped like ``h[0]`` (polar and azimuthal draws).
     """
-    hn = np.sqrt(np.einsum("c...,c...->...", h, h))
-    hn = np.maximum(hn, 1e-300)
-    a = beta * hn
-    small = a < 1e-10
-    a_safe = np.where(small, 1.0, a)
-    c = 1.0 + np.log(u + (1.0 - u) * np.exp(-2.0 * a_safe)) / a_safe
-    c = np.where(small, 2.0 * u - 1.0, np.maximum(c, -1.0))
-    n = h / hn
-    n = np.where(small, np.array([0.0, 0.0, 1.0]).reshape((3,) + (1,) * (h.ndim - 1)), n)
-    nx, ny, nz = n
-    far_from_z = np.abs(nz) < 0.9
-    inv_xy = 1.0 / np.sqrt(np.where(far_from_z, nx * nx + ny * ny, 1.0))
-    inv_yz = 1.0 / np.sqrt(np.where(far_from_z, 1.0, ny * ny + nz * nz))
-    e1x = np.where(far_from_z, ny * inv_xy, 0.0)
-    e1y = np.where(far_from_z, -nx * inv_xy, nz * inv_yz)
-    e1z = np.where(far_from_z, 0.0, -ny * inv_yz)
-    st = np.sqrt(np.maximum(0.0, 1.0 - c * c))
+    hn = np.sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2])
+    # beta |h| -> 0 is the uniform limit c = 2 u - 1, which the formula reaches continuously;
+    # the floor only avoids 0 / 0 (|h| = 0 needs the neighbours to cancel exactly).
+    a = np.maximum(beta * hn, 1e-8)
+    w = 1.0 - u  # in (0, 1], so the logarithm stays finite when exp(-2 a) underflows
+    c = np.exp(-2.0 * a)
+    c *= u
+    c += w
+    np.log(c, out=c)
+    c /= a
+    c += 1.0
+    np.clip(c, -1.0, 1.0, out=c)
+    inv = 1.0 / np.maximum(hn, 1e-300)
+    nx, ny, nz = h[0] * inv, h[1] * inv, h[2] * inv
+    if not np.all(hn > 0):  # pragma: no cover - measure-zero event
+        nz = np.where(hn > 0, nz, 1.0)
+    sign = np.copysign(1.0, nz)
+    k = -1.0 / (sign + nz)
+    b = nx * ny * k
+    sin_theta = np.sqrt(np.maximum(0.0, 1.0 - c * c))
     phi = (2.0 * math.pi) * v
-    cp = st * np.cos(phi)
-    sp = st * np.sin(phi)
+    cp = np.cos(phi)
+    cp *= sin_theta
+    sp = np.sin(phi)
+    sp *= sin_theta
     out = np.empty_like(h)
-    # e2 = n x e1
-    out[0] = c * nx + cp * e1x + sp * (ny * e1z - nz * e1y)
-    out[1] = c * ny + cp * e1y + sp * (nz * e1x - nx * e1z)
-    out[2] = c * nz + cp * e1z + sp * (nx * e1y - ny * e1x)
+    # e1 = (1 + sign nx^2 k, sign b, -sign nx), e2 = (b, sign + ny^2 k, -ny)
+    out[0] = c * nx + cp * (1.0 + sign * nx * nx * k) + sp * b
+    out[1] = c * ny + cp * (sign * b) + sp * (sign + ny * ny * k)
+    out[2] = c * nz - cp * (sign * nx) - sp * ny
     return out
 
 
@@ -175,17 +183,30 @@ def over_relax_half_sweep(q, parity, beta, ham, rngs) -> None:
             q[k] = new
 
 
-def align_half_sweep(q, parity, ham) -> None:
-    """Zero-temperature step: turn each spin of one sublattice to its h_eff (in place)."""
+def align_half_sweep(q, parity, ham) -> np.ndarray:
+    """Zero-temperature step: turn each spin of one sublattice to its h_eff (in place).
+
+    Returns:
+        ``[n]`` the largest torque |S x h_eff| of the sublattice before turning.
+    """
     aniso = isinstance(ham, TypeII)
     h_dip = dipolar_field_quarters(q, ham) if aniso else None
+    worst = np.zeros(q.shape[2])
     for k in SUBLATTICE[parity]:
         h = nn_field(q, k, ham)
         if aniso:
             h += h_dip[k]
             h[2] += 2.0 * ham.K * q[k, 2]
-        hn = np.sqrt(np.einsum("c...,c...->...", h, h))
-        q[k] = np.where(hn > 1e-12, h / np.maximum(hn, 1e-300), q[k])
+        s = q[k]
+        torque2 = (
+            (s[1] * h[2] - s[2] * h[1]) ** 2
+            + (s[2] * h[0] - s[0] * h[2]) ** 2
+            + (s[0] * h[1] - s[1] * h[0]) ** 2
+        )
+        worst = np.maximum(worst, np.sqrt(torque2.max(axis=(-2, -1))))
+        hn = np.sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2])
+        q[k] = np.where(hn > 1e-12, h / np.maximum(hn, 1e-300), s)
+    return worst
 
 
 def random_quarters(rngs: Sequence[np.random.Generator], lattice: int) -> np.ndarray:
