@@ -44,6 +44,9 @@ def fit_image(
     value_range: str = typer.Option(
         None, "--range", help="Pixel values of m=-1 and m=+1, 'LOW,HIGH' (default: percentiles)."
     ),
+    residual: bool = typer.Option(
+        False, "--residual/--no-residual", help="Add the aligned bicubic as a global skip."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
@@ -63,6 +66,7 @@ def fit_image(
         degrade=degrade,
         crop=_pair(crop, "x", "HEIGHTxWIDTH", int),
         value_range=_pair(value_range, ",", "LOW,HIGH"),
+        residual=residual,
         overwrite=overwrite,
     )
     console = Console()

@@ -354,6 +354,9 @@ class FitImageConfig:
         high_percentile: percentile mapped to +1.
         value_range: pixel values of m = -1 and m = +1 (replaces the percentiles).
         schedule: learning-rate schedule of the trainer, "constant" or "cosine".
+        residual: add the aligned bicubic up-sampling as a global skip (see
+            :class:`~magsr_tf.model.ModelConfig`); off by default here, as measured
+            in docs/real_images.md.
         augment: the trainer's random quarter turns (lattice and spins) and spin flips.
         overwrite: replace an existing model in ``out_dir``.
     """
@@ -374,6 +377,7 @@ class FitImageConfig:
     high_percentile: float = HIGH_PERCENTILE
     value_range: tuple[float, float] | None = None
     schedule: str = "cosine"
+    residual: bool = False
     augment: bool = True
     overwrite: bool = False
 
@@ -478,7 +482,12 @@ def _default_train(patches: np.ndarray, config: FitImageConfig, progress):
     from magsr_tf.train import TrainConfig, train_arrays
 
     train_config = TrainConfig(
-        model=ModelConfig(ratio=config.ratio, channels=patches.shape[-1], padding=config.padding),
+        model=ModelConfig(
+            ratio=config.ratio,
+            channels=patches.shape[-1],
+            padding=config.padding,
+            residual=config.residual,
+        ),
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
