@@ -218,3 +218,12 @@ def test_repeated_sigkill_never_corrupts_committed_rows(tmp_path):
     assert committed and committed[-1] > 0, committed
     assert _run(args + ["--out", str(out)], tmp_path).returncode == 0
     assert _arrays(out) == _arrays(reference)
+
+
+def test_cli_defaults_match_the_library():
+    from magsr_tf_cli import generate as generate_cli
+
+    from magsr_tf import dataset
+
+    assert generate_cli._DEFAULT_N == dataset.DEFAULT_N
+    assert generate_cli._DEFAULT_SEED == dataset.DEFAULT_SEED
