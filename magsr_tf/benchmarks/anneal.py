@@ -41,6 +41,14 @@ from magsr_tf.physics.hamiltonian import TypeI, make_hamiltonian
 logger = logging.getLogger(__name__)
 
 PAPER_SET_SIZE = 40_100
+DEFAULT_SWEEPS = {
+    "reference": 50,
+    ("numba", "typeI"): 400,
+    ("numba", "typeII"): 100,
+    ("numpy", "typeI"): 10,
+    ("numpy", "typeII"): 5,
+}
+"""Sweeps per throughput measurement: each takes a few tenths of a CPU second at L = 128."""
 BENCH_SEED = 20230811
 
 
@@ -145,14 +153,13 @@ def bench_anneal(
 
     Args:
         lattice: L.
-        sweeps: sweeps per throughput measurement (default 20 for numba, 5 for numpy;
-            Type II uses half).
+        sweeps: sweeps per throughput measurement (default: `DEFAULT_SWEEPS`).
         workers: processes (default: one per core).
         backends: which annealer backends to measure.
         projection: also time complete default-schedule anneals and project the paper set.
     """
     workers = workers or os.cpu_count() or 1
-    reference_wall, reference_cpu = _reference_rate(lattice, sweeps or 10)
+    reference_wall, reference_cpu = _reference_rate(lattice, sweeps or DEFAULT_SWEEPS["reference"])
     nan = float("nan")
     rows = [
         {
@@ -172,8 +179,7 @@ def bench_anneal(
     for backend in backends:
         backend = resolve_backend(backend)
         for kind in ("typeI", "typeII"):
-            base = sweeps or (20 if backend == "numba" else 5)
-            n_sweeps = max(1, base // 2) if kind == "typeII" else base
+            n_sweeps = sweeps or DEFAULT_SWEEPS[(backend, kind)]
             batch = 1 if backend == "numba" else DEFAULT_BATCH
             results = _run_parallel(
                 _sweep_worker,
