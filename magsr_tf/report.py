@@ -177,13 +177,25 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _image_links(paths: list[str], base: Path) -> list[str]:
+def _image_links(paths: list[str], base: Path, json_dir: Path | None = None) -> list[str]:
+    """Markdown image links relative to the report.
+
+    Figure paths in the JSON files are as the command saw them (relative to
+    its working folder); if the report runs elsewhere, the figure is looked
+    up beside the JSON file and in its ``figures`` folder instead.
+    """
     out = []
     for p in paths:
         path = Path(p)
-        if path.exists():
-            rel = os.path.relpath(path.resolve(), base.resolve())
-            out.append(f"![{path.stem}]({Path(rel).as_posix()})")
+        candidates = [path]
+        if json_dir is not None:
+            candidates += [json_dir / path.name, json_dir / "figures" / path.name]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            logger.warning("figure not found: %s", p)
+            continue
+        rel = os.path.relpath(found.resolve(), base.resolve())
+        out.append(f"![{found.stem}]({Path(rel).as_posix()})")
     return out
 
 
@@ -231,17 +243,17 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
             ]
             for title, header, rows in evaluation_tables(result):
                 lines += [f"**{title}**", "", markdown_table(header, rows), ""]
-            lines += [*_image_links(result.get("figures", []), base), ""]
+            lines += [*_image_links(result.get("figures", []), base, path.parent), ""]
         for path in noise:
             result = _load(path)
             if result:
-                lines += [*noise_section(result, base), ""]
+                lines += [*noise_section(result, base, path.parent), ""]
     exp_dir = models_dir / "experiments"
     for path in sorted(exp_dir.glob("crossfeed_*/crossfeed_*.json")) if exp_dir.is_dir() else []:
         result = _load(path)
         if result:
             experiments.append(str(path))
-            lines += [*crossfeed_section(result, base), ""]
+            lines += [*crossfeed_section(result, base, path.parent), ""]
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -269,7 +281,7 @@ def noise_table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def noise_section(result: dict, base: Path) -> list[str]:
+def noise_section(result: dict, base: Path, json_dir: Path | None = None) -> list[str]:
     header, rows = noise_table(result)
     return [
         f"### Noise response on `{result['data']}` ({result['n_images']} images, "
@@ -277,7 +289,7 @@ def noise_section(result: dict, base: Path) -> list[str]:
         "",
         markdown_table(header, rows),
         "",
-        *_image_links(result.get("figures", []), base),
+        *_image_links(result.get("figures", []), base, json_dir),
     ]
 
 
@@ -290,7 +302,7 @@ def crossfeed_table(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def crossfeed_section(result: dict, base: Path) -> list[str]:
+def crossfeed_section(result: dict, base: Path, json_dir: Path | None = None) -> list[str]:
     header, rows = crossfeed_table(result)
     bilinear = "; ".join(
         f"{name}: aligned {fmt(v['aligned']['mean'])} dB, "
@@ -305,5 +317,5 @@ def crossfeed_section(result: dict, base: Path) -> list[str]:
         f"Ranking by PSNR: {' > '.join(result['ranking'])} "
         f"(paper: {' > '.join(result['paper_ranking'])}). Bilinear PSNR: {bilinear}.",
         "",
-        *_image_links(result.get("figures", []), base),
+        *_image_links(result.get("figures", []), base, json_dir),
     ]
