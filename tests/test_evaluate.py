@@ -304,3 +304,16 @@ def test_type_ii_physical_metrics():
     )
     deviation = np.abs(domain_wall_length(sr) - domain_wall_length(hr)).mean()
     assert result["physical_error"]["sr"]["wall_length"]["mean"] == pytest.approx(deviation)
+
+
+def test_spin_colours():
+    from magsr_tf.figures import spin_rgb
+
+    spins = np.array([[[0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0]]], dtype=np.float64)
+    rgb = spin_rgb(spins)
+    np.testing.assert_allclose(rgb[0, 0], [1, 1, 1], atol=1e-9)  # +z white
+    np.testing.assert_allclose(rgb[0, 1], [0, 0, 0], atol=1e-9)  # -z black
+    np.testing.assert_allclose(rgb[0, 2], [1, 0, 0], atol=1e-9)  # +x red
+    np.testing.assert_allclose(rgb[0, 3], [0, 1, 1], atol=1e-9)  # -x cyan
+    grey = spin_rgb(np.array([[[-1.0], [0.0], [1.0]]]))
+    np.testing.assert_allclose(grey[0, :, 0], [0, 0.5, 1])
