@@ -107,7 +107,7 @@ def fit(
     steps_per_epoch: int = typer.Option(None, help="Steps per epoch (default: quick run)."),
     batch_size: int = typer.Option(32, help="Global batch size."),
     lr: float = typer.Option(0.01, "--lr", help="Adam learning rate."),
-    schedule: str = typer.Option("cosine", help="Learning-rate schedule: constant, cosine or exponential."),
+    schedule: str = typer.Option("cosine", help="Learning-rate schedule: constant, cosine, warmup_cosine or exponential."),
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
@@ -128,8 +128,12 @@ def fit(
         strategy=strategy,
         seed=seed,
     )
-    with _progress_bar() as bar:
-        summary = run_fit(config, progress=_Display(bar))
+    try:
+        with _progress_bar() as bar:
+            summary = run_fit(config, progress=_Display(bar))
+    except KeyboardInterrupt:
+        console.print("Interrupted: run the same command again to resume from the last epoch.")
+        raise typer.Exit(130) from None
     _show_summary(summary)
 
 

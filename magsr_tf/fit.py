@@ -154,6 +154,8 @@ def score_test_split(sr_model, path: Path, ratio: int, n_test: int, batch: int =
     with h5py.File(path, "r") as f:
         n = f["hr"].shape[0]
     hr = _read_rows(path, "hr", n - n_test, n)
+    if not np.isfinite(hr).all():
+        raise MagsrError(f"{path}: the test split's ground truth 'hr' contains NaN or inf")
     lr = _read_rows(path, f"lr/x{ratio}", n - n_test, n)
     sr = np.concatenate(
         [np.asarray(sr_model(lr[i : i + batch], training=False)) for i in range(0, len(lr), batch)]
@@ -200,7 +202,7 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     check_ratio(info, config.ratio)
     if info.channels != 3 and info.channels != 1:
         raise MagsrError(f"{path}: spin maps must have 1 or 3 channels, found {info.channels}")
-    check_finite(path, config.ratio)
+    check_finite(path, config.ratio, hr=False)  # training never reads HR
     n_train = info.n - info.n_test
     if n_train < 1:
         raise MagsrError(f"{path} has no training rows (n={info.n}, n_test={info.n_test})")

@@ -39,7 +39,8 @@ from magsr_tf.model import ModelConfig, build_models
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-SCHEDULES = ("constant", "cosine", "exponential")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
+WARMUP_FRACTION = 0.1
 EXPONENTIAL_FINAL_FRACTION = 0.01
 
 
@@ -55,7 +56,9 @@ class TrainConfig:
         batch_size: global batch size (split across replicas).
         learning_rate: Adam learning rate (the paper: 0.01, fixed).
         schedule: "constant" (the paper), "cosine" decay to zero over the run, or
-            "exponential" decay to 1% of ``learning_rate`` over the run.
+            "warmup_cosine" (linear warm-up from 0 to ``learning_rate`` over the
+            first 10% of the steps, then cosine decay to zero), or "exponential"
+            decay to 1% of ``learning_rate`` over the run.
         augment: random quarter-turn rotations and global spin flips (exact
             symmetries of both Hamiltonians) and stored sub-pixel phases.
         seed: seed of weight initialization, data order and augmentation.
@@ -207,6 +210,14 @@ def _learning_rate(config: TrainConfig, total_steps: int):
 
     if config.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
+    if config.schedule == "warmup_cosine":
+        warmup = max(1, int(WARMUP_FRACTION * total_steps))
+        return keras.optimizers.schedules.CosineDecay(
+            0.0,
+            max(1, total_steps - warmup),
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
+        )
     if config.schedule == "exponential":
         return keras.optimizers.schedules.ExponentialDecay(
             config.learning_rate, total_steps, EXPONENTIAL_FINAL_FRACTION
