@@ -107,7 +107,9 @@ def fit(
     steps_per_epoch: int = typer.Option(None, help="Steps per epoch (default: quick run)."),
     batch_size: int = typer.Option(32, help="Global batch size."),
     lr: float = typer.Option(0.01, "--lr", help="Adam learning rate."),
-    schedule: str = typer.Option("cosine", help="Learning-rate schedule: constant, cosine, warmup_cosine or exponential."),
+    schedule: str = typer.Option(
+        "cosine", help="Learning-rate schedule: constant, cosine, warmup_cosine or exponential."
+    ),
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
