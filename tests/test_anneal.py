@@ -8,8 +8,11 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 from magsr_tf import MagsrError
+from magsr_tf.physics import _numba_kernels as nk
+from magsr_tf.physics import _numpy_backend as npb
 from magsr_tf.physics.anneal import (
     DEFAULT_BATCH,
     Schedule,
@@ -279,3 +282,39 @@ def test_type_ii_default_schedule_converged():
     # Structure, not only energy: domain size and wall fraction as after the longer anneal.
     assert abs(walls[0] - walls[1]) < 0.05
     assert abs(qz[0] - qz[1]) < 0.2 * qz[1]
+
+
+# --------------------------------------------------------------------------- heat-bath draw
+
+
+@njit(cache=True)
+def _numba_draws(h, beta, state, samples):
+    """`samples` draws of the numba kernel's heat-bath step about the fixed field h."""
+    out = np.empty((samples, 3))
+    for i in range(samples):
+        out[i, 0], out[i, 1], out[i, 2] = nk._heat_bath_draw(h[0], h[1], h[2], beta, state)
+    return out
+
+
+@pytest.mark.parametrize("direction", [(0.3, -0.5, 0.8), (0.0, 0.1, -1.0), (1.0, 0.0, 0.0)])
+@pytest.mark.parametrize("beta_h", [0.05, 1.5, 40.0])
+def test_heat_bath_draw_samples_exp_beta_h_dot_s(direction, beta_h):
+    """Both backends' draws have the Langevin mean coth(a) - 1/a along h and no transverse bias."""
+    samples = 20_000
+    h_hat = np.array(direction) / np.linalg.norm(direction)
+    h = 2.0 * h_hat
+    beta = beta_h / 2.0
+    rng = np.random.default_rng(SEED)
+    field = np.broadcast_to(h[:, None], (3, samples)).copy()
+    draws = {"numpy": npb.heat_bath_draw(field, beta, rng.random(samples), rng.random(samples)).T}
+    draws["numba"] = _numba_draws(h, beta, nk.seed_state(rng), samples)
+    langevin = 1.0 / np.tanh(beta_h) - 1.0 / beta_h
+    for name, s in draws.items():
+        np.testing.assert_allclose(np.linalg.norm(s, axis=1), 1.0, atol=1e-12, err_msg=name)
+        cos = s @ h_hat
+        assert abs(cos.mean() - langevin) < 5 * cos.std() / np.sqrt(samples) + 1e-12, name
+        # <cos^2> = 1 - 2 L(a) / a for the same law
+        second = 1.0 - 2.0 * langevin / beta_h
+        assert abs((cos**2).mean() - second) < 5 * (cos**2).std() / np.sqrt(samples) + 1e-12, name
+        transverse = s - np.outer(cos, h_hat)
+        assert np.all(np.abs(transverse.mean(axis=0)) < 5 / np.sqrt(samples)), name

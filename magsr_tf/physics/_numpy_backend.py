@@ -232,5 +232,4 @@ __all__ = [
     "align_half_sweep",
     "random_quarters",
     "random_state",
-    "TypeI",
 ]

@@ -125,7 +125,13 @@ class Schedule:
 
 
 def default_schedule(ham) -> Schedule:
-    """The measured default schedule for `ham` (see docs/annealer.md for the measurements)."""
+    """The measured default schedule for `ham` (measurements in docs/annealer.md).
+
+    Type I: 200 steps (heat bath + over-relaxation), T = 1.5 -> 0.02 geometric: about 0.2 CPU s
+    per 128^2 configuration, energy within 0.03 % of a four-times-longer anneal. Type II: 1000
+    steps over the same range: the domain structure (S_z peak, wall fraction) is that of the
+    four-times-longer anneal.
+    """
     if isinstance(ham, TypeI):
         return Schedule(t_start=1.5, t_end=0.02, sweeps=200, over_relax=1)
     if isinstance(ham, TypeII):
