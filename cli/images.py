@@ -45,7 +45,9 @@ def fit_image(
         None, "--range", help="Pixel values of m=-1 and m=+1, 'LOW,HIGH' (default: percentiles)."
     ),
     residual: bool = typer.Option(
-        False, "--residual/--no-residual", help="Add the aligned bicubic as a global skip."
+        None,
+        "--residual/--no-residual",
+        help="Add the aligned bicubic as a global skip (default: on for one image, off for three).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
 ) -> None:

@@ -355,8 +355,8 @@ class FitImageConfig:
         value_range: pixel values of m = -1 and m = +1 (replaces the percentiles).
         schedule: learning-rate schedule of the trainer, "constant" or "cosine".
         residual: add the aligned bicubic up-sampling as a global skip (see
-            :class:`~magsr_tf.model.ModelConfig`); off by default here, as measured
-            in docs/real_images.md.
+            :class:`~magsr_tf.model.ModelConfig`). None: on for one component,
+            off for three, as measured in docs/real_images.md.
         augment: the trainer's random quarter turns (lattice and spins) and spin flips.
         overwrite: replace an existing model in ``out_dir``.
     """
@@ -377,7 +377,7 @@ class FitImageConfig:
     high_percentile: float = HIGH_PERCENTILE
     value_range: tuple[float, float] | None = None
     schedule: str = "cosine"
-    residual: bool = False
+    residual: bool | None = None
     augment: bool = True
     overwrite: bool = False
 
@@ -404,6 +404,13 @@ class FitImageConfig:
             )
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 2):
             raise MagsrError(f"crop must be (height, width) >= 2. Received: crop={self.crop}")
+
+    @property
+    def use_residual(self) -> bool:
+        """The effective ``residual`` setting (None resolved by the component count)."""
+        if self.residual is not None:
+            return self.residual
+        return len(self.images) == 1
 
     @property
     def model_dir(self) -> Path:
@@ -486,7 +493,7 @@ def _default_train(patches: np.ndarray, config: FitImageConfig, progress):
             ratio=config.ratio,
             channels=patches.shape[-1],
             padding=config.padding,
-            residual=config.residual,
+            residual=config.use_residual,
         ),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -586,6 +593,7 @@ def fit_image(
     )
     summary = {
         "config": {**asdict(config), "images": [str(p) for p in config.images]},
+        "residual": config.use_residual,
         "lr_shape": list(lr.shape),
         "sr_shape": list(sr.shape),
         "metrics": metrics,
