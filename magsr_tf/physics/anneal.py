@@ -241,6 +241,8 @@ def _relax_one_numba(s, ham, tol, max_sweeps) -> tuple[np.ndarray, int]:
 
     J, D, dmi, K = _numba_params(ham)
     field, use_field = _field_source(ham, s.shape[0])
+    if max_torque(s[None].astype(np.float32), ham)[0] < tol:
+        return s, 0
     sweeps_done = 0
     for _ in range(max_sweeps):
         # The weak dipolar field (Type II) changes little from sweep to sweep during relaxation:
