@@ -49,6 +49,8 @@ class ServeConfig:
         port: TCP port (0: any free port; TF Serving's REST default is 8501).
         max_body_bytes: largest request body accepted.
         max_input_values: largest LR tensor per request (batch * h * w * C).
+        max_output_values: largest SR tensor per request (input values * r^2);
+            bounds the memory of one answer (JSON takes ~20 bytes per value).
         request_timeout: seconds a client may take to send its request.
     """
 
@@ -57,13 +59,14 @@ class ServeConfig:
     port: int = 8501
     max_body_bytes: int = 64 * 1024 * 1024
     max_input_values: int = 3 * 256 * 256
+    max_output_values: int = 3 * 1024 * 1024
     request_timeout: float = 30.0
 
     def __post_init__(self):
         if not 0 <= self.port <= 65535:
             raise MagsrError(f"port must be in 0..65535. Received: port={self.port}")
-        if self.max_body_bytes < 1 or self.max_input_values < 1:
-            raise MagsrError("max_body_bytes and max_input_values must be positive")
+        if min(self.max_body_bytes, self.max_input_values, self.max_output_values) < 1:
+            raise MagsrError("the request limits must be positive")
 
 
 class RequestError(Exception):
@@ -80,6 +83,7 @@ class ModelRepository:
     def __init__(self, root: Path):
         self.root = Path(root)
         self._loaded: dict[tuple[str, int], object] = {}
+        self._ratios: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
     def versions(self, name: str) -> list[int]:
@@ -119,6 +123,25 @@ class ModelRepository:
         if SIGNATURE_KEY not in loaded.signatures:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"{name} has no {SIGNATURE_KEY} signature")
         return loaded.signatures[SIGNATURE_KEY]
+
+    def ratio(self, name: str, version: int) -> int:
+        """The model's up-sampling ratio: from its magsr_tf metadata, else one tiny probe."""
+        key = (name, version)
+        if key not in self._ratios:
+            from magsr_tf.export import read_metadata
+
+            ratio = read_metadata(self.root / name / str(version)).get("ratio")
+            if not isinstance(ratio, int) or ratio < 1:
+                import tensorflow as tf
+
+                fn = self.signature(name, version)
+                _, spec = fn.structured_input_signature
+                ((input_name, tensor_spec),) = spec.items()
+                probe = tf.zeros((1, 4, 4, tensor_spec.shape[-1] or 1), tf.float32)
+                (out,) = fn(**{input_name: probe}).values()
+                ratio = max(1, int(out.shape[1]) // 4)
+            self._ratios[key] = ratio
+        return self._ratios[key]
 
     def metadata(self, name: str, version: int) -> dict:
         """TF Serving's ``GetModelMetadata`` answer (the SignatureDefMap as JSON)."""
@@ -334,6 +357,13 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.BAD_REQUEST,
                 f"{name} expects {channels} component(s), got {lr.shape[-1]}. "
                 f"Received: shape={list(lr.shape)}",
+            )
+        ratio = self.repo.ratio(name, resolved)
+        if lr.size * ratio * ratio > self.config.max_output_values:
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the answer would hold {lr.size * ratio * ratio} values (x{ratio}); the limit "
+                f"is {self.config.max_output_values} per request: send smaller tiles",
             )
         import tensorflow as tf
 

@@ -34,6 +34,7 @@ def server(tmp_path_factory):
             port=0,
             max_body_bytes=2_000_000,
             max_input_values=3 * 64 * 64,
+            max_output_values=3 * 128 * 128,
             request_timeout=2.0,
         )
     )
@@ -142,6 +143,7 @@ def test_many_bad_requests_then_a_good_one(server):
         ("POST", predict, {"instances": [{"lr": good[0], "extra": 1}]}, 400),
         ("POST", predict, {"inputs": good, "signature_name": "other"}, 400),
         ("POST", predict, {"inputs": np.zeros((1, 64, 65, 3)).tolist()}, 413),  # too many values
+        ("POST", predict, {"inputs": np.zeros((1, 40, 40, 3)).tolist()}, 413),  # answer too big
         ("POST", predict, {"inputs": [[[[float("nan")] * 3]]]}, 400),
         ("PUT", predict, {"inputs": good}, 405),
         ("DELETE", f"/v1/models/{NAME}", None, 405),
