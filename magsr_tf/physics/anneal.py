@@ -418,7 +418,8 @@ def anneal(
                 progress(done, total)
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context)
+        try:
             futures = {
                 pool.submit(_anneal_chunk, ham, part, lattice, schedule, backend): i
                 for i, part in enumerate(chunks)
@@ -429,6 +430,11 @@ def anneal(
                 done += len(chunks[i])
                 if progress is not None:
                     progress(done, total)
+        except BaseException:
+            # Interrupted or failed: drop the queued chunks instead of finishing them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     return np.concatenate(results)
 
 
