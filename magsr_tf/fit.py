@@ -238,10 +238,12 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     result = train_h5(path, train_config, stop=n_train, val=val, progress=progress)
     train_seconds = time.perf_counter() - t_train
 
-    from magsr_tf.export import export_saved_model
+    from magsr_tf.export import export_saved_model, write_models_config
 
     _save_keras_atomic(result.sr_model, model_dir / "model.keras")
     saved = export_saved_model(result.sr_model, model_dir, version=config.version, overwrite=True)
+    # Keep the multi-model server config listing every model next to this one.
+    write_models_config(model_dir.parent)
 
     summary = {
         "name": config.name,
