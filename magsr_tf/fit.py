@@ -78,7 +78,7 @@ class FitConfig:
         # Fail on bad options before any dataset is generated.
         TrainConfig(
             model=ModelConfig(ratio=self.ratio),
-            epochs=self.epochs or QUICK_EPOCHS,
+            epochs=QUICK_EPOCHS if self.epochs is None else self.epochs,
             steps_per_epoch=self.steps_per_epoch,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
@@ -211,8 +211,10 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     model_dir.mkdir(parents=True, exist_ok=True)
     train_config = TrainConfig(
         model=ModelConfig(ratio=config.ratio, channels=info.channels),
-        epochs=config.epochs or QUICK_EPOCHS,
-        steps_per_epoch=config.steps_per_epoch or QUICK_STEPS_PER_EPOCH,
+        epochs=QUICK_EPOCHS if config.epochs is None else config.epochs,
+        steps_per_epoch=(
+            QUICK_STEPS_PER_EPOCH if config.steps_per_epoch is None else config.steps_per_epoch
+        ),
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         schedule=config.schedule,

@@ -19,7 +19,15 @@ def tiny_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.h5"
     generate(
         GenerateConfig(
-            kind="typeI", n=12, n_test=4, lattice=LATTICE, seed=SEED, out=path, phases=3, workers=1
+            kind="typeI",
+            n=12,
+            n_test=4,
+            lattice=LATTICE,
+            seed=SEED,
+            out=path,
+            phases=3,
+            workers=1,
+            ratios=(4, 8),
         )
     )
     return path
