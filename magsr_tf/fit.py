@@ -150,6 +150,7 @@ def score_test_split(sr_model, path: Path, ratio: int, n_test: int, batch: int =
 
     from magsr_tf import metrics
     from magsr_tf.baselines import upsample
+    from magsr_tf.evaluate import super_resolve
 
     with h5py.File(path, "r") as f:
         n = f["hr"].shape[0]
@@ -157,9 +158,7 @@ def score_test_split(sr_model, path: Path, ratio: int, n_test: int, batch: int =
     if not np.isfinite(hr).all():
         raise MagsrError(f"{path}: the test split's ground truth 'hr' contains NaN or inf")
     lr = _read_rows(path, f"lr/x{ratio}", n - n_test, n)
-    sr = np.concatenate(
-        [np.asarray(sr_model(lr[i : i + batch], training=False)) for i in range(0, len(lr), batch)]
-    )
+    sr = super_resolve(sr_model, lr, batch_size=batch)
     methods = {"sr_network": metrics.score(hr, sr)}
     for method in ("bicubic", "bilinear", "gaussian"):
         up = upsample(lr, ratio, method=method, aligned=True)
