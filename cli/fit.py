@@ -106,7 +106,9 @@ def fit(
     epochs: int = typer.Option(None, help="Epochs (default: the quick-run default)."),
     steps_per_epoch: int = typer.Option(None, help="Steps per epoch (default: quick run)."),
     batch_size: int = typer.Option(32, help="Global batch size."),
-    lr: float = typer.Option(0.01, "--lr", help="Adam learning rate."),
+    lr: float = typer.Option(
+        0.003, "--lr", help="Adam learning rate (the paper: 0.01; see docs/training.md)."
+    ),
     schedule: str = typer.Option(
         "cosine", help="Learning-rate schedule: constant, cosine, warmup_cosine or exponential."
     ),
