@@ -130,7 +130,9 @@ def default_schedule(ham) -> Schedule:
     Type I: 200 steps (heat bath + over-relaxation), T = 1.5 -> 0.02 geometric: about 0.2 CPU s
     per 128^2 configuration, energy within 0.03 % of a four-times-longer anneal. Type II: 1000
     steps over the same range: the domain structure (S_z peak, wall fraction) is that of the
-    four-times-longer anneal.
+    four-times-longer anneal, and the paper's misaligned (half-pixel) bicubic baseline scores the
+    same as in Lee et al.'s Table 2 (x4 / x8 / x16 MSE 0.0061 / 0.030 / 0.102 on 16 states vs
+    0.0058 / 0.029 / 0.0975).
     """
     if isinstance(ham, TypeI):
         return Schedule(t_start=1.5, t_end=0.02, sweeps=200, over_relax=1)
