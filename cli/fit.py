@@ -110,7 +110,7 @@ def fit(
         0.003, "--lr", help="Adam learning rate (the paper: 0.01; see docs/training.md)."
     ),
     schedule: str = typer.Option(
-        "cosine", help="Learning-rate schedule: constant, cosine, warmup_cosine or exponential."
+        "warmup_cosine", help="constant, cosine, warmup_cosine or exponential."
     ),
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
