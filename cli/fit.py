@@ -82,7 +82,7 @@ def _show_summary(summary: dict) -> None:
         return
     table = Table(title=f"{summary['name']}: test split ({summary['n_test']} configurations)")
     for col in ("method", "MSE", "PSNR (MAX=2) dB", "PSNR (tables) dB", "Corr", "SR gain dB"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "method")
     for name, s in test["methods"].items():
         gain = test["gain_db"].get(name)
         table.add_row(
