@@ -13,16 +13,19 @@ bench_app = typer.Typer(help="Benchmarks: print throughput and ratios to in-run 
 
 
 def _show(title: str, rows: list[dict], json_out: Path | None) -> None:
+    # One column per measured configuration, one row per figure: the figures
+    # are many, the configurations few, so this stays readable in 80 columns.
     table = Table(title=title)
-    columns = list(rows[0]) if rows else []
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
+    table.add_column("", no_wrap=True)
+    for i, _ in enumerate(rows):
+        table.add_column(f"#{i + 1}", justify="right")
+    keys = list(rows[0]) if rows else []
+    for key in keys:
         cells = []
-        for col in columns:
-            v = row.get(col, "")
+        for row in rows:
+            v = row.get(key, "")
             cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        table.add_row(*cells)
+        table.add_row(key, *cells)
     Console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=2))
