@@ -23,6 +23,19 @@ from magsr_tf.downsample import (
 _PACKAGE = "magsr_tf"
 
 
+def _check_positive_int(name: str, value) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
+    return int(value)
+
+
+def _spatial_shape(input_shape, size_fn, channels=None):
+    """``input_shape`` with height and width mapped by ``size_fn`` (None stays None)."""
+    n, h, w, c = input_shape
+    new = lambda s: None if s is None else size_fn(s)  # noqa: E731
+    return (n, new(h), new(w), c if channels is None else channels)
+
+
 def _check_padding(padding: str) -> None:
     if padding not in PADDING_MODES:
         raise ValueError(f"padding must be one of {PADDING_MODES}. Received: padding={padding!r}")
@@ -66,9 +79,7 @@ class PeriodicPad2D(keras.layers.Layer):
         return pad2d(inputs, self.pad, self.mode)
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        grow = lambda s: None if s is None else s + 2 * self.pad  # noqa: E731
-        return (n, grow(h), grow(w), c)
+        return _spatial_shape(input_shape, lambda s: s + 2 * self.pad)
 
     def get_config(self):
         return {**super().get_config(), "pad": self.pad, "mode": self.mode}
@@ -84,9 +95,7 @@ class NearestUpsample2D(keras.layers.Layer):
 
     def __init__(self, factor: int = 2, **kwargs):
         super().__init__(**kwargs)
-        if int(factor) != factor or factor < 1:
-            raise ValueError(f"factor must be a positive integer. Received: factor={factor}")
-        self.factor = int(factor)
+        self.factor = _check_positive_int("factor", factor)
 
     def call(self, inputs):
         f = self.factor
@@ -96,9 +105,7 @@ class NearestUpsample2D(keras.layers.Layer):
         return ops.reshape(x, (s[0], s[1] * f, s[2] * f, s[3]))
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        grow = lambda s: None if s is None else s * self.factor  # noqa: E731
-        return (n, grow(h), grow(w), c)
+        return _spatial_shape(input_shape, lambda s: s * self.factor)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
@@ -145,10 +152,8 @@ class GaussianDownsample(keras.layers.Layer):
     def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if int(ratio) != ratio or ratio < 1:
-            raise ValueError(f"ratio must be a positive integer. Received: ratio={ratio}")
         _check_padding(padding)
-        self.ratio = int(ratio)
+        self.ratio = _check_positive_int("ratio", ratio)
         self.padding = padding
 
     def build(self, input_shape):
@@ -174,9 +179,7 @@ class GaussianDownsample(keras.layers.Layer):
         return ops.depthwise_conv(x, self.kernel, strides=self.ratio, padding="valid")
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        shrink = lambda s: None if s is None else s // self.ratio  # noqa: E731
-        return (n, shrink(h), shrink(w), c)
+        return _spatial_shape(input_shape, lambda s: s // self.ratio)
 
     def get_config(self):
         return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
@@ -223,10 +226,8 @@ class UpsampleConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(filters) != filters or filters < 1:
-            raise ValueError(f"filters must be a positive integer. Received: filters={filters}")
         _check_padding(padding)
-        self.filters = int(filters)
+        self.filters = _check_positive_int("filters", filters)
         self.padding = padding
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -257,9 +258,7 @@ class UpsampleConv2D(keras.layers.Layer):
         return y
 
     def compute_output_shape(self, input_shape):
-        n, h, w, _ = input_shape
-        grow = lambda s: None if s is None else 2 * s  # noqa: E731
-        return (n, grow(h), grow(w), self.filters)
+        return _spatial_shape(input_shape, lambda s: 2 * s, channels=self.filters)
 
     def get_config(self):
         return {
@@ -298,10 +297,8 @@ class AlignedBicubic(keras.layers.Layer):
     def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
         kwargs.setdefault("trainable", False)
         super().__init__(**kwargs)
-        if int(ratio) != ratio or ratio < 1:
-            raise ValueError(f"ratio must be a positive integer. Received: ratio={ratio}")
         _check_padding(padding)
-        self.ratio = int(ratio)
+        self.ratio = _check_positive_int("ratio", ratio)
         self.padding = padding
 
     def _kernel(self, channels: int) -> np.ndarray:
@@ -325,9 +322,7 @@ class AlignedBicubic(keras.layers.Layer):
         return ops.depth_to_space(y, self.ratio)
 
     def compute_output_shape(self, input_shape):
-        n, h, w, c = input_shape
-        grow = lambda s: None if s is None else s * self.ratio  # noqa: E731
-        return (n, grow(h), grow(w), c)
+        return _spatial_shape(input_shape, lambda s: s * self.ratio)
 
     def get_config(self):
         return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
