@@ -8,7 +8,6 @@ next to grid-aligned interpolation.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -63,7 +62,7 @@ class FitConfig:
         steps_per_epoch: steps per epoch (None: the quick-run default).
         batch_size: global batch size.
         learning_rate: Adam learning rate (peak of the schedule).
-        schedule: learning-rate schedule, "constant" or "cosine".
+        schedule: learning-rate schedule (see :class:`magsr_tf.train.TrainConfig`).
         out: model folder (None: ``saved_models/{name}_x{ratio}``).
         strategy: distribution strategy (see :class:`magsr_tf.train.TrainConfig`).
         seed: training seed.
@@ -85,18 +84,25 @@ class FitConfig:
     data_dir: Path = field(default=DATA_DIR)
 
     def __post_init__(self):
-        # Fail on bad options before any dataset is generated.
-        TrainConfig(
-            model=ModelConfig(ratio=self.ratio),
+        self.train_config()  # fail on bad options before any dataset is generated
+        if self.version < 1:
+            raise MagsrError(f"version must be >= 1. Received: version={self.version}")
+
+    def train_config(self, channels: int = 3, out_dir: Path | None = None) -> TrainConfig:
+        """The training configuration of this job for data with ``channels`` components."""
+        return TrainConfig(
+            model=ModelConfig(ratio=self.ratio, channels=channels),
             epochs=QUICK_EPOCHS if self.epochs is None else self.epochs,
-            steps_per_epoch=self.steps_per_epoch,
+            steps_per_epoch=(
+                QUICK_STEPS_PER_EPOCH if self.steps_per_epoch is None else self.steps_per_epoch
+            ),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             schedule=self.schedule,
+            seed=self.seed,
+            out_dir=out_dir,
             strategy=self.strategy,
         )
-        if self.version < 1:
-            raise MagsrError(f"version must be >= 1. Received: version={self.version}")
 
     @property
     def data_path(self) -> Path:
@@ -192,18 +198,13 @@ def _save_keras_atomic(sr_model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     """Runs the whole job and returns the summary (also written to ``summary.json``).
 
     Rerunning an interrupted job resumes training from its last checkpoint.
     """
     from magsr_tf.dataset import check_finite, check_ratio, open_info
+    from magsr_tf.evaluate import write_json
 
     t_start = time.perf_counter()
     path = ensure_dataset(config, progress)
@@ -218,20 +219,8 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
 
     model_dir = config.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
-    train_config = TrainConfig(
-        model=ModelConfig(ratio=config.ratio, channels=info.channels),
-        epochs=QUICK_EPOCHS if config.epochs is None else config.epochs,
-        steps_per_epoch=(
-            QUICK_STEPS_PER_EPOCH if config.steps_per_epoch is None else config.steps_per_epoch
-        ),
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        schedule=config.schedule,
-        seed=config.seed,
-        out_dir=model_dir / "train",
-        strategy=config.strategy,
-    )
-    _write_json_atomic(
+    train_config = config.train_config(info.channels, model_dir / "train")
+    write_json(
         model_dir / "train_config.json",
         {**train_config.to_dict(), "data": str(path), "magsr_tf_version": __version__},
     )
@@ -275,5 +264,5 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
             progress({"kind": "evaluate_start", "n_test": info.n_test})
         summary["test"] = score_test_split(result.sr_model, path, config.ratio, info.n_test)
     summary["total_seconds"] = time.perf_counter() - t_start
-    _write_json_atomic(model_dir / "summary.json", summary)
+    write_json(model_dir / "summary.json", summary)
     return summary

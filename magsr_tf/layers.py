@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from magsr_tf.baselines import kernel
 from magsr_tf.downsample import (
     KERNEL_SIZE,
     PAD,
@@ -270,15 +271,6 @@ class UpsampleConv2D(keras.layers.Layer):
         }
 
 
-def _keys_cubic(d: np.ndarray) -> np.ndarray:
-    """Keys' cubic convolution kernel (a = -0.5), as in bicubic interpolation."""
-    a = -0.5
-    d = np.abs(d)
-    inner = ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
-    outer = ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
-    return np.where(d <= 1.0, inner, np.where(d < 2.0, outer, 0.0))
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class AlignedBicubic(keras.layers.Layer):
     """Fixed bicubic up-sampling on the downsizer's grid (LR pixel k at HR pixel k r).
@@ -305,7 +297,7 @@ class AlignedBicubic(keras.layers.Layer):
         r = self.ratio
         phases = np.arange(r)[:, None] / r
         taps = np.arange(-1, 3)[None, :]
-        w = _keys_cubic(phases - taps)  # [phase p, tap m]
+        w = kernel("bicubic", phases - taps)  # [phase p, tap m], Keys a = -0.5
         # K[my, mx, c_in, (py, px, c_out)] = w[py, my] w[px, mx] delta(c_in, c_out)
         k = np.einsum("pm,qn,ic->mnipqc", w, w, np.eye(channels))
         return k.reshape(4, 4, channels, r * r * channels).astype("float32")

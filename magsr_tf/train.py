@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -454,8 +454,3 @@ def _save_history(out_dir, history: list[dict]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(history, indent=2))
     os.replace(tmp, path)
-
-
-def with_overrides(config: TrainConfig, **kwargs) -> TrainConfig:
-    """A copy of ``config`` with some fields replaced (validated again)."""
-    return replace(config, **kwargs)
