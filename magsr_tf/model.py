@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 
 from magsr_tf import RATIOS, MagsrError
+from magsr_tf.batchnorm import FastBatchNormalization
 from magsr_tf.layers import (
     AlignedBicubic,
     GaussianDownsample,
@@ -82,8 +83,9 @@ class ModelConfig:
 def _batch_norm(name: str):
     # Synchronized over replicas: with several replicas the statistics are those of
     # the global batch, so training matches a single-device run and the moving
-    # statistics stay identical on every replica and worker.
-    return keras.layers.BatchNormalization(synchronized=True, name=name)
+    # statistics stay identical on every replica and worker. FastBatchNormalization
+    # is Keras' layer with a fused (one replica) or written-out (several) training pass.
+    return FastBatchNormalization(synchronized=True, name=name)
 
 
 def _conv_block(x, filters: int, prefix: str, config: ModelConfig):

@@ -7,6 +7,7 @@ TF_CONFIG must be set before TensorFlow starts.
     TF_CONFIG=... python dist_worker.py multiworker OUT.json
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -67,6 +68,13 @@ def main() -> None:
         "weights_sum": float(sum(np.sum(np.abs(w), dtype=np.float64) for w in weights)),
         "weights_digest": [float(np.sum(w, dtype=np.float64)) for w in weights],
     }
+    if strategy_name == "mirrored":
+        # The same run on one device: synchronized BatchNorm and summed gradients
+        # make two replicas compute what one device does with the global batch.
+        single = train_arrays(lr, dataclasses.replace(config, strategy="default"))
+        report["single_device_losses"] = [h["loss"] for h in single.history]
+        pairs = zip(result.sr_model.get_weights(), single.sr_model.get_weights(), strict=True)
+        report["max_weight_difference"] = max(float(np.max(np.abs(a - b))) for a, b in pairs)
     with open(out, "w") as f:
         json.dump(report, f)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 from dataclasses import replace
@@ -386,10 +385,16 @@ def test_next_chunk_aims_at_target_in_whole_units():
 
 
 def test_interrupts_held_during_write_then_delivered():
+    # A shell's background job inherits SIGINT ignored; the test needs Python's default.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     reached_end = False
-    with pytest.raises(KeyboardInterrupt):
-        with ds._interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            reached_end = True
-    assert reached_end
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with ds._interrupts_deferred():
+                # raise_signal targets this thread (os.kill may reach another thread).
+                signal.raise_signal(signal.SIGINT)
+                reached_end = True
+        assert reached_end
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
