@@ -105,3 +105,28 @@ def test_config_round_trip_and_keras_identity():
     assert keras.saving.get_registered_name(FastBatchNormalization) == (
         "magsr_tf>FastBatchNormalization"
     )
+
+
+def test_recalibration_sets_the_exact_mean_of_batch_statistics():
+    from magsr_tf.train import recalibrate_batchnorm
+
+    inputs = keras.Input((None, None, 4))
+    outputs = FastBatchNormalization(synchronized=True, name="x_bn")(
+        keras.layers.Conv2D(4, 1, name="x_conv")(inputs)
+    )
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(SEED + 2)
+    batches = [rng.normal(loc=k, size=(3, 5, 5, 4)).astype("float32") for k in range(3)]
+    conv = model.get_layer("x_conv")
+    features = [np.asarray(conv(b)) for b in batches]
+    recalibrate_batchnorm(model, batches)
+    bn = model.get_layer("x_bn")
+    assert bn.momentum == 0.99  # restored
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), np.mean([f.mean(axis=(0, 1, 2)) for f in features], 0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(),
+        np.mean([f.var(axis=(0, 1, 2)) for f in features], 0),
+        rtol=1e-4,
+    )
