@@ -58,6 +58,42 @@ def train(
     _show("Training throughput", rows, json_out)
 
 
+@bench_app.command("profile")
+def profile(
+    ratio: int = typer.Option(8, help="Super-resolution ratio: 4, 8 or 16."),
+    by: str = typer.Option("op", help="Group by 'op' (op type) or 'layer' (layer and pass)."),
+    steps: int = typer.Option(10, help="Profiled training steps (after 3 warm-up steps)."),
+    batch_size: int = typer.Option(32, help="Batch size."),
+    top: int = typer.Option(25, help="Rows to show (the rest are summed)."),
+    logdir: Path = typer.Option(None, help="Keep the profiler trace here (for TensorBoard)."),
+    json_out: Path = typer.Option(None, "--json", help="Also write all rows as JSON."),
+) -> None:
+    """Where the training step's time goes: op time per op type or per layer."""
+    from magsr_tf.benchmarks.profile import profile_training
+
+    rows = profile_training(ratio, batch_size, steps, group=by, logdir=logdir)
+    table = Table(title=f"Training step x{ratio}, batch {batch_size}: op time per step")
+    table.add_column("op type" if by == "op" else "layer (pass)")
+    table.add_column("ms / step", justify="right")
+    table.add_column("share", justify="right")
+    shown, rest = rows[:top], rows[top:]
+    if rest:
+        shown = shown + [
+            {
+                "name": f"({len(rest)} more)",
+                "ms_per_step": sum(r["ms_per_step"] for r in rest),
+                "share": sum(r["share"] for r in rest),
+            }
+        ]
+    for row in shown:
+        table.add_row(row["name"], f"{row['ms_per_step']:.2f}", f"{100 * row['share']:.1f} %")
+    total = sum(r["ms_per_step"] for r in rows)
+    table.add_row("total (summed over threads)", f"{total:.2f}", "100 %", style="bold")
+    Console().print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` to `app`."""
     app.add_typer(bench_app, name="bench")

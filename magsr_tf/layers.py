@@ -89,7 +89,8 @@ def _periodic_pad_folded_grad(x, pad: int):
     def padded(x):
         def grad(*args, upstream=None):
             g = args[0] if upstream is None else upstream
-            return _fold(_fold(g, pad, 2), pad, 1)
+            with keras.name_scope("periodic_pad_adjoint"):  # named in profiles
+                return _fold(_fold(g, pad, 2), pad, 1)
 
         return _periodic_pad(x, pad), grad
 
@@ -178,8 +179,9 @@ class UnitSpin(keras.layers.Layer):
 
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
-                radial = ops.sum(g * y, axis=-1, keepdims=True)
-                return (g - y * radial) * inv_norm
+                with keras.name_scope("unit_spin_adjoint"):
+                    radial = ops.sum(g * y, axis=-1, keepdims=True)
+                    return (g - y * radial) * inv_norm
 
             return y, grad
 

@@ -50,3 +50,28 @@ def test_bench_rows_are_positive_and_consistent():
         assert r["images_per_s"] > 0 and r["reference_images_per_s"] > 0
         assert r["speedup"] == pytest.approx(r["images_per_s"] / r["reference_images_per_s"])
         assert r["fraction_of_conv_rate"] == pytest.approx(r["train_gflops"] / r["conv_gflops"])
+
+
+def test_profile_accounts_for_the_convolutions():
+    from magsr_tf.benchmarks.profile import profile_training
+
+    for group in ("op", "layer"):
+        rows = profile_training(ratio=16, batch=2, steps=2, group=group)
+        assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+        assert all(r["ms_per_step"] > 0 for r in rows)
+        names = [r["name"] for r in rows]
+        if group == "op":
+            assert any("Conv2DBackpropFilter" in n for n in names)
+        else:
+            assert "expander_2_conv (backward)" in names
+            assert "periodic_pad_adjoint (backward)" in names
+
+
+def test_profile_rejects_bad_arguments():
+    from magsr_tf import MagsrError
+    from magsr_tf.benchmarks.profile import profile_training
+
+    with pytest.raises(MagsrError, match="Received: group='foo'"):
+        profile_training(group="foo")
+    with pytest.raises(MagsrError, match="Received: ratio=3"):
+        profile_training(ratio=3)
