@@ -37,6 +37,12 @@ def _spatial_shape(input_shape, size_fn, channels=None):
     return (n, new(h), new(w), c if channels is None else channels)
 
 
+def _is_training(training) -> bool:
+    """True only for a Python (or NumPy) True: the hand-written adjoints are chosen
+    while tracing, so a symbolic ``training`` tensor takes the plain autodiff path."""
+    return isinstance(training, (bool, np.bool_)) and bool(training)
+
+
 def _check_padding(padding: str) -> None:
     if padding not in PADDING_MODES:
         raise ValueError(f"padding must be one of {PADDING_MODES}. Received: padding={padding!r}")
@@ -69,9 +75,8 @@ def _periodic_pad(x, pad: int):
     return ops.concatenate([x[:, :, -pad:], x, x[:, :, :pad]], axis=2)
 
 
-def _fold(g, pad: int, axis: int):
-    """Adjoint of periodic padding along ``axis``: adds the wrapped margins back."""
-    n = g.shape[axis] - 2 * pad
+def _fold(g, pad: int, axis: int, n: int):
+    """Adjoint of periodic padding along ``axis`` (``n`` pixels before padding)."""
 
     def part(start, stop):
         return g[:, start:stop] if axis == 1 else g[:, :, start:stop]
@@ -85,12 +90,14 @@ def _periodic_pad_folded_grad(x, pad: int):
     # Same values as _periodic_pad, but with the adjoint written out: autodiff of
     # slice + concatenate builds one zero-padded full-size tensor per slice and
     # sums them, which cost more than the convolutions' own backward pass on CPU.
+    h, w = x.shape[1], x.shape[2]
+
     @ops.custom_gradient
     def padded(x):
         def grad(*args, upstream=None):
             g = args[0] if upstream is None else upstream
             with keras.name_scope("periodic_pad_adjoint"):  # named in profiles
-                return _fold(_fold(g, pad, 2), pad, 1)
+                return _fold(_fold(g, pad, 2, w), pad, 1, h)
 
         return _periodic_pad(x, pad), grad
 
@@ -116,7 +123,7 @@ class PeriodicPad2D(keras.layers.Layer):
         self.mode = mode
 
     def call(self, inputs, training=None):
-        return pad2d(inputs, self.pad, self.mode, training=bool(training))
+        return pad2d(inputs, self.pad, self.mode, training=_is_training(training))
 
     def compute_output_shape(self, input_shape):
         return _spatial_shape(input_shape, lambda s: s + 2 * self.pad)
@@ -168,11 +175,14 @@ class UnitSpin(keras.layers.Layer):
             return ops.clip(inputs, -1.0, 1.0)
         norm2 = ops.sum(ops.square(inputs), axis=-1, keepdims=True)
         inv_norm = ops.rsqrt(ops.maximum(norm2, self.epsilon))
-        if not training:
+        if not _is_training(training):
             return inputs * inv_norm
 
         # Training: the adjoint written out, dx = (g - y <g, y>) / |x|, which
         # takes half the passes over the high-resolution map that autodiff does.
+        # Where |x|^2 < epsilon the scale is a constant and the radial term drops.
+        unclamped = ops.cast(norm2 > self.epsilon, inputs.dtype)
+
         @ops.custom_gradient
         def normalize(x):
             y = x * inv_norm
@@ -180,7 +190,7 @@ class UnitSpin(keras.layers.Layer):
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
                 with keras.name_scope("unit_spin_adjoint"):
-                    radial = ops.sum(g * y, axis=-1, keepdims=True)
+                    radial = ops.sum(g * y, axis=-1, keepdims=True) * unclamped
                     return (g - y * radial) * inv_norm
 
             return y, grad
@@ -309,7 +319,7 @@ class UpsampleConv2D(keras.layers.Layer):
         kernel = ops.einsum("ayd,bxe,deio->yxiabo", taps, taps, self.kernel)
         kernel = ops.reshape(kernel, (3, 3, channels, 4 * self.filters))
         mode = "periodic" if self.padding == "periodic" else "symmetric"
-        x = pad2d(inputs, 1, mode, training=bool(training))
+        x = pad2d(inputs, 1, mode, training=_is_training(training))
         y = ops.conv(x, kernel, strides=1, padding="valid")
         y = ops.depth_to_space(y, 2)
         if self.bias is not None:

@@ -36,13 +36,16 @@ def _pair(shape, **kwargs):
     return layers
 
 
-def _run(layer, x, weights, training):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=training)
-        loss = tf.reduce_sum(weights * y * y)  # non-linear in y: a generic upstream gradient
-    grads = tape.gradient(loss, [x, *layer.trainable_weights])
-    return [y.numpy()] + [g.numpy() for g in grads]
+def _run(layer, x, weights, training, graph=False):
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(weights * y * y)  # non-linear in y: a generic upstream gradient
+        return [y, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    # In a graph (the training step) TensorFlow runs a different (oneDNN) kernel.
+    return [t.numpy() for t in (tf.function(step)() if graph else step())]
 
 
 def _inputs(shape):
@@ -52,12 +55,12 @@ def _inputs(shape):
     return tf.constant(x), tf.constant(weights)
 
 
-@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (16, 3)])
-@pytest.mark.parametrize("synchronized", [True, False])
-def test_training_pass_equals_keras(shape, synchronized):
-    fast, ref = _pair(shape, synchronized=synchronized)
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (16, 3), (2, 3, 4, 5, 6)])
+def test_training_pass_equals_keras(shape, graph):
+    fast, ref = _pair(shape)
     x, weights = _inputs(shape)
-    got, want = _run(fast, x, weights, True), _run(ref, x, weights, True)
+    got, want = _run(fast, x, weights, True, graph), _run(ref, x, weights, True, graph)
     for g, w, name in zip(got, want, ["y", "dx", "dgamma", "dbeta"], strict=True):
         scale = np.abs(w).max()
         np.testing.assert_allclose(g, w, atol=2e-5 * scale, err_msg=name)
@@ -130,3 +133,21 @@ def test_recalibration_sets_the_exact_mean_of_batch_statistics():
         np.mean([f.var(axis=(0, 1, 2)) for f in features], 0),
         rtol=1e-4,
     )
+
+
+def test_training_graph_uses_the_fused_kernel():
+    # Guards against a silent fall-back to the slow Keras pass.
+    shape = (4, 6, 5, 7)
+    fast, _ = _pair(shape)
+    spec = tf.TensorSpec(shape, tf.float32)
+    ops_of = {
+        training: {
+            op.type
+            for op in tf.function(lambda x, t=training: fast(x, training=t))
+            .get_concrete_function(spec)
+            .graph.get_operations()
+        }
+        for training in (True, False)
+    }
+    assert "FusedBatchNormV3" in ops_of[True]
+    assert not any("FusedBatchNorm" in t for t in ops_of[False])

@@ -135,6 +135,32 @@ def test_unit_spin_training_gradient_matches_autodiff(maps):
     np.testing.assert_allclose(np.sum(grads[0] * maps, axis=-1), 0.0, atol=1e-4)
 
 
+def test_unit_spin_gradient_where_the_norm_is_clamped():
+    import tensorflow as tf
+
+    # |x| = 0.5 < sqrt(epsilon) = 1: y = x (constant scale), so dy/dx = identity.
+    x = tf.constant([[[[0.3, 0.4, 0.0]]]], "float32")
+    weights = tf.constant([[[[1.0, 2.0, 3.0]]]], "float32")
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(UnitSpin(epsilon=1.0)(x, training=training) * weights)
+        np.testing.assert_allclose(tape.gradient(loss, x).numpy(), weights.numpy(), atol=1e-6)
+
+
+def test_symbolic_training_flag_takes_the_plain_path(maps):
+    import tensorflow as tf
+
+    layers = [PeriodicPad2D(1), UnitSpin(), UpsampleConv2D(4)]
+
+    @tf.function
+    def run(x, training):
+        return [layer(x, training=training) for layer in layers]
+
+    for got, layer in zip(run(maps, tf.constant(True)), layers, strict=True):
+        np.testing.assert_allclose(got, layer(maps), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "layer",
     [
