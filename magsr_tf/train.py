@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -157,12 +156,11 @@ def build_strategy(name: str = "auto"):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0, stop=None):
-    """A distributed dataset of LR batches for ``strategy``, endless until ``stop`` is set.
+def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0):
+    """A distributed, endless dataset of LR batches for ``strategy``.
 
     Each input pipeline (one per worker) reads a disjoint shard of the blocks and
-    yields per-replica batches. ``stop`` (a ``threading.Event``) ends the stream;
-    see :func:`_close_iterator`.
+    yields per-replica batches.
     """
     tf = _tf()
     h, w, c = source.shape()
@@ -181,7 +179,7 @@ def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0, s
         local = per_replica * ctx.num_replicas_in_sync // ctx.num_input_pipelines
 
         def gen():
-            for batch in batches(
+            yield from batches(
                 source,
                 local,
                 config.seed,
@@ -189,10 +187,7 @@ def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0, s
                 augment_data=config.augment,
                 shard=ctx.input_pipeline_id,
                 n_shards=ctx.num_input_pipelines,
-            ):
-                if stop is not None and stop.is_set():
-                    return
-                yield batch
+            )
 
         ds = tf.data.Dataset.from_generator(
             gen, output_signature=tf.TensorSpec((local, h, w, c), tf.float32)
@@ -202,23 +197,6 @@ def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0, s
         return ds.prefetch(2)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _close_iterator(iterator, stop) -> None:
-    """Ends the input stream and drains it, so the iterator can be freed at once.
-
-    Freeing a ``from_generator`` iterator waits for its producer thread; if that
-    thread is waiting for the GIL (held by the freeing thread) the two block each
-    other. This stalled the end of ``fit`` for about a minute in some runs
-    (py-spy: main thread in ``~IteratorResource``). With the stream ended and
-    drained, the producer thread has finished before the iterator is freed.
-    """
-    stop.set()
-    try:
-        while iterator.get_next_as_optional().has_value():
-            pass
-    except Exception as exc:  # a failing pipeline has nothing left to drain
-        log.debug("input pipeline closed with %s", exc)
 
 
 def _is_chief(strategy) -> bool:
@@ -368,61 +346,57 @@ def train(
     first_epoch = int(epoch_var.numpy())
     history = _load_history(config.out_dir)[:first_epoch] if chief else []
 
-    stop = threading.Event()
-    dist_ds = build_dataset(source, config, strategy, first_epoch=first_epoch, stop=stop)
+    dist_ds = build_dataset(source, config, strategy, first_epoch=first_epoch)
     iterator = iter(dist_ds)
 
-    try:
-        train_step = make_train_step(strategy, training_model, optimizer, config.batch_size)
+    train_step = make_train_step(strategy, training_model, optimizer, config.batch_size)
 
-        writer = None
-        if config.out_dir is not None and chief:
-            writer = tf.summary.create_file_writer(str(Path(config.out_dir) / "tensorboard"))
+    writer = None
+    if config.out_dir is not None and chief:
+        writer = tf.summary.create_file_writer(str(Path(config.out_dir) / "tensorboard"))
 
-        for epoch in range(first_epoch, config.epochs):
-            t0 = time.perf_counter()
-            losses = []
-            for step in range(steps):
-                loss = float(train_step(iterator))
-                if not math.isfinite(loss):
-                    raise MagsrError(f"training diverged: loss {loss} at epoch {epoch + 1}")
-                losses.append(loss)
-                if progress is not None:
-                    progress(
-                        {
-                            "kind": "step",
-                            "epoch": epoch + 1,
-                            "epochs": config.epochs,
-                            "step": step + 1,
-                            "steps": steps,
-                            "loss": loss,
-                        }
-                    )
-            seconds = time.perf_counter() - t0
-            record = {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "seconds": seconds,
-                "images_per_s": steps * config.batch_size / seconds,
-            }
-            if val is not None:
-                record.update(sr_validation(sr_model, *val))
-            epoch_var.assign(epoch + 1)
-            if manager is not None:
-                manager.save(checkpoint_number=epoch + 1)
-            history.append(record)
-            if chief and config.out_dir is not None:
-                _save_history(config.out_dir, history)
-                with writer.as_default():
-                    for key, value in record.items():
-                        if key != "epoch":
-                            tf.summary.scalar(key, value, step=epoch + 1)
-                    writer.flush()
-            log.info("epoch %d: %s", epoch + 1, record)
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        losses = []
+        for step in range(steps):
+            loss = float(train_step(iterator))
+            if not math.isfinite(loss):
+                raise MagsrError(f"training diverged: loss {loss} at epoch {epoch + 1}")
+            losses.append(loss)
             if progress is not None:
-                progress({"kind": "epoch", **record, "epochs": config.epochs})
-    finally:
-        _close_iterator(iterator, stop)
+                progress(
+                    {
+                        "kind": "step",
+                        "epoch": epoch + 1,
+                        "epochs": config.epochs,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": loss,
+                    }
+                )
+        seconds = time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "seconds": seconds,
+            "images_per_s": steps * config.batch_size / seconds,
+        }
+        if val is not None:
+            record.update(sr_validation(sr_model, *val))
+        epoch_var.assign(epoch + 1)
+        if manager is not None:
+            manager.save(checkpoint_number=epoch + 1)
+        history.append(record)
+        if chief and config.out_dir is not None:
+            _save_history(config.out_dir, history)
+            with writer.as_default():
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value, step=epoch + 1)
+                writer.flush()
+        log.info("epoch %d: %s", epoch + 1, record)
+        if progress is not None:
+            progress({"kind": "epoch", **record, "epochs": config.epochs})
 
     if config.recalibrate_bn_batches:
         calib_rng = np.random.default_rng([config.seed, 99991])

@@ -78,24 +78,3 @@ def test_batches_are_deterministic_per_epoch(state):
     b = batches(source, 4, seed=SEED, first_epoch=3)
     for _ in range(5):
         np.testing.assert_array_equal(next(a), next(b))
-
-
-def test_closing_the_training_stream_ends_and_drains_it():
-    import threading
-
-    import tensorflow as tf
-
-    from magsr_tf.model import ModelConfig
-    from magsr_tf.train import TrainConfig, _close_iterator, build_dataset
-
-    lr = np.random.default_rng(SEED).normal(size=(40, 4, 4, 3)).astype("float32")
-    config = TrainConfig(model=ModelConfig(ratio=4), batch_size=8)
-    stop = threading.Event()
-    strategy = tf.distribute.get_strategy()
-    iterator = iter(build_dataset(ArraySource(lr), config, strategy, stop=stop))
-    for _ in range(3):  # an endless stream while training
-        assert next(iterator).shape == (8, 4, 4, 3)
-    _close_iterator(iterator, stop)
-    # Ended and drained: nothing left in flight for the producer thread.
-    assert stop.is_set()
-    assert not iterator.get_next_as_optional().has_value()
