@@ -194,9 +194,24 @@ def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0):
         )
         if ctx.num_replicas_in_sync // ctx.num_input_pipelines > 1:
             ds = ds.unbatch().batch(per_replica, drop_remainder=True)
-        return ds.prefetch(2)
+        return without_autotune(ds.prefetch(2))
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def without_autotune(dataset):
+    """``dataset`` with tf.data autotuning off (our pipelines have nothing to tune).
+
+    With autotuning on, freeing the iterator waits for tf.data's autotuning
+    thread, which (TF 2.21) may sleep out its optimization period first: up to
+    60 s. gdb showed the end of ``fit`` stalled that long in about a third of
+    the runs, with the main thread in ``~RootDataset::Iterator`` and the
+    autotuning thread in ``Model::OptimizeLoop``.
+    """
+    tf = _tf()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def _is_chief(strategy) -> bool:

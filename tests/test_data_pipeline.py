@@ -78,3 +78,15 @@ def test_batches_are_deterministic_per_epoch(state):
     b = batches(source, 4, seed=SEED, first_epoch=3)
     for _ in range(5):
         np.testing.assert_array_equal(next(a), next(b))
+
+
+def test_training_pipelines_run_without_tf_data_autotuning():
+    # With autotuning on, freeing an iterator waited up to 60 s for tf.data's
+    # autotuning thread (TF 2.21): the training and benchmark pipelines turn it off.
+    import tensorflow as tf
+
+    from magsr_tf.train import without_autotune
+
+    ds = without_autotune(tf.data.Dataset.range(3).prefetch(2))
+    assert ds.options().autotune.enabled is False
+    assert list(ds.as_numpy_iterator()) == [0, 1, 2]

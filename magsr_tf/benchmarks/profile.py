@@ -109,14 +109,14 @@ def profile_training(
     import keras
     import tensorflow as tf
 
-    from magsr_tf.train import make_train_step
+    from magsr_tf.train import make_train_step, without_autotune
 
     _, training_model = build_models(config)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(training_model.trainable_variables)
     h = LATTICE // ratio
     data = np.random.default_rng(1).normal(size=(batch, h, h, 3)).astype("float32")
-    iterator = iter(tf.data.Dataset.from_tensors(data).repeat())
+    iterator = iter(without_autotune(tf.data.Dataset.from_tensors(data).repeat()))
     step = make_train_step(tf.distribute.get_strategy(), training_model, optimizer, batch)
     for _ in range(3):
         float(step(iterator))

@@ -121,7 +121,7 @@ def measure_training(config: ModelConfig | None, batch: int, seconds: float, rat
     import keras
     import tensorflow as tf
 
-    from magsr_tf.train import make_train_step
+    from magsr_tf.train import make_train_step, without_autotune
 
     strategy = tf.distribute.get_strategy()
     if config is None:
@@ -134,7 +134,7 @@ def measure_training(config: ModelConfig | None, batch: int, seconds: float, rat
     h = LATTICE // config.ratio
     rng = np.random.default_rng(1)
     data = rng.normal(size=(batch, h, h, config.channels)).astype("float32")
-    dataset = tf.data.Dataset.from_tensors(data).repeat()
+    dataset = without_autotune(tf.data.Dataset.from_tensors(data).repeat())
     iterator = iter(dataset)
     step = make_train_step(strategy, training_model, optimizer, batch)
     return _timed(lambda: float(step(iterator)), seconds) * batch
