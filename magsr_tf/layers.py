@@ -204,8 +204,22 @@ class UnitSpin(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+class _FixedResampling(keras.layers.Layer):
+    """A fixed (non-trainable) change of resolution by ``ratio`` with a padding mode."""
+
+    def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        _check_padding(padding)
+        self.ratio = _check_positive_int("ratio", ratio)
+        self.padding = padding
+
+    def get_config(self):
+        return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GaussianDownsample(keras.layers.Layer):
+class GaussianDownsample(_FixedResampling):
     """The fixed resolution-lowering layer: pad 11, depthwise 23x23 Gaussian, stride r.
 
     Its kernel is :func:`magsr_tf.downsample.gaussian_kernel`, the one that made
@@ -216,13 +230,6 @@ class GaussianDownsample(keras.layers.Layer):
         ratio: stride r (the super-resolution ratio).
         padding: ``"periodic"`` or ``"reflect"``.
     """
-
-    def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-        _check_padding(padding)
-        self.ratio = _check_positive_int("ratio", ratio)
-        self.padding = padding
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -248,9 +255,6 @@ class GaussianDownsample(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return _spatial_shape(input_shape, lambda s: s // self.ratio)
-
-    def get_config(self):
-        return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
 
 
 def _subpixel_taps() -> np.ndarray:
@@ -340,7 +344,7 @@ class UpsampleConv2D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class AlignedBicubic(keras.layers.Layer):
+class AlignedBicubic(_FixedResampling):
     """Fixed bicubic up-sampling on the downsizer's grid (LR pixel k at HR pixel k r).
 
     Polyphase form: HR pixel k r + p is a 4-tap cubic combination of LR pixels
@@ -353,13 +357,6 @@ class AlignedBicubic(keras.layers.Layer):
         ratio: up-sampling ratio r.
         padding: "periodic" or "reflect".
     """
-
-    def __init__(self, ratio: int, padding: str = "periodic", **kwargs):
-        kwargs.setdefault("trainable", False)
-        super().__init__(**kwargs)
-        _check_padding(padding)
-        self.ratio = _check_positive_int("ratio", ratio)
-        self.padding = padding
 
     def _kernel(self, channels: int) -> np.ndarray:
         r = self.ratio
@@ -383,6 +380,3 @@ class AlignedBicubic(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return _spatial_shape(input_shape, lambda s: s * self.ratio)
-
-    def get_config(self):
-        return {**super().get_config(), "ratio": self.ratio, "padding": self.padding}
