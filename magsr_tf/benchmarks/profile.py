@@ -18,14 +18,12 @@ import re
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from magsr_tf import MagsrError
-from magsr_tf.model import ModelConfig, build_models
+from magsr_tf.benchmarks.train import benchmark_step
+from magsr_tf.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
-LATTICE = 128
 GROUPS = ("op", "layer")
 _LAYER = re.compile(r"train_x\d+(?:_\d+)?/([A-Za-z0-9_]+?)(?:_\d+)?/")
 _ADJOINT = re.compile(r"(?:^|/)([A-Za-z_]+_adjoint)(?:_\d+)?/")
@@ -105,21 +103,11 @@ def profile_training(
         raise MagsrError(
             f"steps and batch must be positive. Received: steps={steps}, batch={batch}"
         )
-    config = ModelConfig(ratio=ratio)
-    import keras
     import tensorflow as tf
 
-    from magsr_tf.train import make_train_step, without_autotune
-
-    _, training_model = build_models(config)
-    optimizer = keras.optimizers.Adam(1e-3)
-    optimizer.build(training_model.trainable_variables)
-    h = LATTICE // ratio
-    data = np.random.default_rng(1).normal(size=(batch, h, h, 3)).astype("float32")
-    iterator = iter(without_autotune(tf.data.Dataset.from_tensors(data).repeat()))
-    step = make_train_step(tf.distribute.get_strategy(), training_model, optimizer, batch)
+    run_step = benchmark_step(ModelConfig(ratio=ratio), batch)
     for _ in range(3):
-        float(step(iterator))
+        run_step()
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(logdir) if logdir is not None else Path(tmp)
@@ -127,7 +115,7 @@ def profile_training(
         tf.profiler.experimental.start(str(out))
         try:
             for _ in range(steps):
-                float(step(iterator))
+                run_step()
         finally:
             tf.profiler.experimental.stop()
         traces = sorted(set(out.glob("plugins/profile/*/*.xplane.pb")) - before)

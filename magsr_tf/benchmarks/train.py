@@ -113,31 +113,35 @@ def build_reference_training_model(ratio: int, channels: int = 3):
     return keras.Model(inputs, down(pad(PAD)(x)))
 
 
-def measure_training(config: ModelConfig | None, batch: int, seconds: float, ratio=None) -> float:
-    """LR images/s of the training step for one model configuration.
+def benchmark_step(config: ModelConfig, batch: int, reference: bool = False):
+    """The real training step over one fixed random LR batch, as ``run() -> loss``.
 
-    ``config=None`` measures :func:`build_reference_training_model` at ``ratio``.
+    Shared by ``bench train`` and ``bench profile``. ``reference`` trains
+    :func:`build_reference_training_model` instead of our graph.
     """
     import keras
     import tensorflow as tf
 
     from magsr_tf.train import make_train_step, without_autotune
 
-    strategy = tf.distribute.get_strategy()
-    if config is None:
-        training_model = build_reference_training_model(ratio)
-        config = ModelConfig(ratio=ratio)
+    if reference:
+        training_model = build_reference_training_model(config.ratio, config.channels)
     else:
         _, training_model = build_models(config)
     optimizer = keras.optimizers.Adam(0.01)
     optimizer.build(training_model.trainable_variables)
     h = LATTICE // config.ratio
-    rng = np.random.default_rng(1)
-    data = rng.normal(size=(batch, h, h, config.channels)).astype("float32")
-    dataset = without_autotune(tf.data.Dataset.from_tensors(data).repeat())
-    iterator = iter(dataset)
-    step = make_train_step(strategy, training_model, optimizer, batch)
-    return _timed(lambda: float(step(iterator)), seconds) * batch
+    data = np.random.default_rng(1).normal(size=(batch, h, h, config.channels)).astype("float32")
+    iterator = iter(without_autotune(tf.data.Dataset.from_tensors(data).repeat()))
+    step = make_train_step(tf.distribute.get_strategy(), training_model, optimizer, batch)
+    return lambda: float(step(iterator))
+
+
+def measure_training(
+    config: ModelConfig, batch: int, seconds: float, reference: bool = False
+) -> float:
+    """LR images/s of the training step (of the stock-Keras reference with ``reference``)."""
+    return _timed(benchmark_step(config, batch, reference), seconds) * batch
 
 
 def bench_train(seconds: float = 20.0, batch_size: int | None = None) -> list[dict]:
@@ -149,7 +153,7 @@ def bench_train(seconds: float = 20.0, batch_size: int | None = None) -> list[di
     for ratio in (4, 8, 16):
         ours = ModelConfig(ratio=ratio)
         ips = measure_training(ours, batch, seconds)
-        ref = measure_training(None, batch, seconds / 2, ratio=ratio)
+        ref = measure_training(ours, batch, seconds / 2, reference=True)
         sr_model, _ = build_models(ours)
         # Backward costs about twice the forward (input and weight gradients).
         train_flops = 3.0 * conv_flops_per_image(sr_model, LATTICE // ratio)
