@@ -198,7 +198,7 @@ class SpinEnergy:
 
         ham = self.hamiltonian
         e = 0.0
-        for si, sj, (dx, dy) in self._bonds(s):
+        for si, sj, (dx, _dy) in self._bonds(s):
             e += -ham.J * tf.reduce_sum(si * sj, axis=[1, 2, 3])
             if isinstance(ham, TypeI) and ham.D != 0.0:
                 xi, yi, zi = si[..., 0], si[..., 1], si[..., 2]
