@@ -81,20 +81,25 @@ def _eta(rate: float | None, completed: float, total: float | None) -> float | N
     return max(0.0, (total - completed) / rate)
 
 
+def _task_rate(task: Task) -> float | None:
+    fields = task.fields
+    return _rate(fields["rate_from"], fields["rate_t0"], task.completed, time.monotonic())
+
+
 class _RateColumn(ProgressColumn):
     def __init__(self, unit: str):
         super().__init__()
         self.unit = unit
 
     def render(self, task: Task) -> Text:
-        rate = _rate(task.fields["start"], task.fields["t0"], task.completed, time.monotonic())
+        rate = _task_rate(task)
         text = f"{rate:.3g} {self.unit}/s" if rate else f"- {self.unit}/s"
         return Text(text, style="progress.data.speed")
 
 
 class _EtaColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        rate = _rate(task.fields["start"], task.fields["t0"], task.completed, time.monotonic())
+        rate = _task_rate(task)
         eta = _eta(rate, task.completed, task.total)
         return Text(f"ETA {format_duration(eta)}", style="progress.remaining")
 
@@ -103,9 +108,9 @@ class RichProgress(Progress):
     """Rich's live bar with description, bar, M/N, info, rate over this run, ETA, elapsed.
 
     Each task carries the fields ``info`` (free text, default empty), and
-    ``start``/``t0``: the rate is ``(completed - start) / (now - t0)``. They
-    default to the task's creation; pass new values to ``update`` to move the
-    baseline (e.g. at the first report of a resumed job).
+    ``rate_from``/``rate_t0``: the rate is ``(completed - rate_from) / (now -
+    rate_t0)``. They default to the task's creation; pass new values to
+    ``update`` to move the baseline (e.g. at the first report of a resumed job).
     """
 
     def __init__(self, console: Console, unit: str = "it", transient: bool = False):
@@ -127,10 +132,9 @@ class RichProgress(Progress):
         return self.live.is_started
 
     def add_task(self, description: str, total: float | None = None, **kwargs) -> TaskID:
-        completed = kwargs.get("completed", 0)
         kwargs.setdefault("info", "")
-        kwargs.setdefault("start", completed)
-        kwargs.setdefault("t0", time.monotonic())
+        kwargs.setdefault("rate_from", kwargs.get("completed", 0))
+        kwargs.setdefault("rate_t0", time.monotonic())
         return super().add_task(description, total=total, **kwargs)
 
 
@@ -140,8 +144,8 @@ class _PlainTask:
     total: float | None
     completed: float = 0
     info: str = ""
-    start: float = 0
-    t0: float = field(default_factory=time.monotonic)
+    rate_from: float = 0
+    rate_t0: float = field(default_factory=time.monotonic)
     last_line_at: float | None = None
     last_percent_step: int = -1
     last_printed: float | None = None
@@ -193,8 +197,8 @@ class PlainProgress:
         total: float | None = None,
         completed: float = 0,
         info: str = "",
-        start: float | None = None,
-        t0: float | None = None,
+        rate_from: float | None = None,
+        rate_t0: float | None = None,
         **_fields,
     ) -> int:
         task_id = len(self._tasks)
@@ -203,8 +207,8 @@ class PlainProgress:
             total,
             completed,
             info,
-            completed if start is None else start,
-            time.monotonic() if t0 is None else t0,
+            completed if rate_from is None else rate_from,
+            time.monotonic() if rate_t0 is None else rate_t0,
         )
         return task_id
 
@@ -220,8 +224,8 @@ class PlainProgress:
         advance: float | None = None,
         description: str | None = None,
         info: str | None = None,
-        start: float | None = None,
-        t0: float | None = None,
+        rate_from: float | None = None,
+        rate_t0: float | None = None,
         **_fields,
     ) -> None:
         task = self._tasks[task_id]
@@ -235,10 +239,10 @@ class PlainProgress:
             task.description = description
         if info is not None:
             task.info = info
-        if start is not None:
-            task.start = start
-        if t0 is not None:
-            task.t0 = t0
+        if rate_from is not None:
+            task.rate_from = rate_from
+        if rate_t0 is not None:
+            task.rate_t0 = rate_t0
         self._maybe_print(task)
 
     def _maybe_print(self, task: _PlainTask) -> None:
@@ -253,7 +257,7 @@ class PlainProgress:
             done
             or step > task.last_percent_step
             or (task.last_line_at is not None and now - task.last_line_at >= self.every_seconds)
-            or (task.last_line_at is None and now - task.t0 >= self.every_seconds)
+            or (task.last_line_at is None and now - task.rate_t0 >= self.every_seconds)
         )
         if not due:
             return
@@ -269,9 +273,9 @@ class PlainProgress:
         if task.total is not None:
             pct = 100.0 * task.completed / task.total if task.total else 100.0
             parts = [f"{task.description}: {task.completed:g}/{task.total:g} ({pct:.0f}%)"]
-        rate = _rate(task.start, task.t0, task.completed, now)
+        rate = _rate(task.rate_from, task.rate_t0, task.completed, now)
         parts.append(f"{rate:.3g} {self.unit}/s" if rate else f"- {self.unit}/s")
-        parts.append(f"elapsed {format_duration(now - task.t0)}")
+        parts.append(f"elapsed {format_duration(now - task.rate_t0)}")
         if task.total is not None:
             parts.append(f"ETA {format_duration(_eta(rate, task.completed, task.total))}")
         if task.info:
