@@ -6,27 +6,21 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from magsr_tf_cli.output import print_table
 
 bench_app = typer.Typer(help="Benchmarks: print throughput and ratios to in-run references.")
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _show(title: str, rows: list[dict], json_out: Path | None) -> None:
     # One column per measured configuration, one row per figure: the figures
     # are many, the configurations few, so this stays readable in 80 columns.
-    table = Table(title=title)
-    table.add_column("", no_wrap=True)
-    for i, _ in enumerate(rows):
-        table.add_column(f"#{i + 1}", justify="right")
     keys = list(rows[0]) if rows else []
-    for key in keys:
-        cells = []
-        for row in rows:
-            v = row.get(key, "")
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        table.add_row(key, *cells)
-    Console().print(table)
+    cells = [[key] + [_cell(row.get(key, "")) for row in rows] for key in keys]
+    print_table(title, [""] + [f"#{i + 1}" for i in range(len(rows))], cells)
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=2))
 
@@ -72,10 +66,6 @@ def profile(
     from magsr_tf.benchmarks.profile import profile_training
 
     rows = profile_training(ratio, batch_size, steps, group=by, logdir=logdir)
-    table = Table(title=f"Training step x{ratio}, batch {batch_size}: op time per step")
-    table.add_column("op type" if by == "op" else "layer (pass)")
-    table.add_column("ms / step", justify="right")
-    table.add_column("share", justify="right")
     shown, rest = rows[:top], rows[top:]
     if rest:
         shown = shown + [
@@ -85,11 +75,15 @@ def profile(
                 "share": sum(r["share"] for r in rest),
             }
         ]
-    for row in shown:
-        table.add_row(row["name"], f"{row['ms_per_step']:.2f}", f"{100 * row['share']:.1f} %")
+    cells = [[r["name"], f"{r['ms_per_step']:.2f}", f"{100 * r['share']:.1f} %"] for r in shown]
     total = sum(r["ms_per_step"] for r in rows)
-    table.add_row("total (summed over threads)", f"{total:.2f}", "100 %", style="bold")
-    Console().print(table)
+    cells.append(["total (summed over threads)", f"{total:.2f}", "100 %"])
+    print_table(
+        f"Training step x{ratio}, batch {batch_size}: op time per step",
+        ["op type" if by == "op" else "layer (pass)", "ms / step", "share"],
+        cells,
+        styles=[None] * (len(cells) - 1) + ["bold"],
+    )
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=2))
 
