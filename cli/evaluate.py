@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.output import counting_progress, output_console, print_table
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-
-
-def _progress_bar(
-    console: Console, description: str
-) -> tuple[Progress, Callable[[int, int], None]]:
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = bar.add_task(description, total=None)
-
-    def on_progress(done: int, total: int) -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    return bar, on_progress
-
-
-def output_console() -> Console:
-    """Console for results: terminal width, or 120 columns when piped (tables stay unwrapped)."""
-    console = Console()
-    return console if console.is_terminal else Console(width=120)
 
 
 def print_tables(console: Console, tables) -> None:
-    """Prints ``(title, header, rows)`` tables as Rich tables."""
+    """Prints ``(title, header, rows)`` tables (full width when not on a terminal)."""
     for title, header, rows in tables:
-        table = Table(title=title, title_justify="left")
-        for k, name in enumerate(header):
-            table.add_column(name, justify="left" if k == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        print_table(title, header, rows, console=console)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,7 +49,7 @@ def register(app: typer.Typer) -> None:
             physical=physical,
         )
         console = output_console()
-        bar, on_progress = _progress_bar(Console(stderr=True), "super-resolving")
+        bar, on_progress = counting_progress("super-resolving", unit="img")
         try:
             result = run(config, progress=on_progress)
         finally:
@@ -113,7 +79,7 @@ def register(app: typer.Typer) -> None:
         from magsr_tf.report import ReportConfig, build_report
 
         result = build_report(ReportConfig(models_dir=models, out=out))
-        console = Console()
+        console = output_console()
         console.print(
             f"Report of {len(result['models'])} model(s) and {len(result['experiments'])} "
             f"experiment(s): {result['report']}"

@@ -5,18 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from magsr_tf_cli.evaluate import _progress_bar, output_console
-from rich.console import Console
-from rich.table import Table
-
-
-def _print(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title, title_justify="left")
-    for k, name in enumerate(header):
-        table.add_column(name, justify="left" if k == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+from magsr_tf_cli.output import counting_progress, output_console, print_table
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
@@ -67,13 +56,13 @@ def register(app: typer.Typer) -> None:
             max_images=images or None,
         )
         console = output_console()
-        bar, on_progress = _progress_bar(Console(stderr=True), "network/data pairs")
+        bar, on_progress = counting_progress("network/data pairs", unit="pair")
         try:
             result = run(config, progress=on_progress)
         finally:
             bar.stop()
         header, rows = crossfeed_table(result)
-        _print(console, f"Cross-feeding x{result['ratio']}", header, rows)
+        print_table(f"Cross-feeding x{result['ratio']}", header, rows, console=console)
         for name, v in result["bilinear_psnr"].items():
             console.print(
                 f"Bilinear PSNR on {name}: aligned {fmt(v['aligned']['mean'])} dB, "
@@ -117,17 +106,17 @@ def register(app: typer.Typer) -> None:
             out=out,
         )
         console = output_console()
-        bar, on_progress = _progress_bar(Console(stderr=True), "iterations")
+        bar, on_progress = counting_progress("iterations", unit="it")
         try:
             result = noise_response(config, progress=on_progress)
         finally:
             bar.stop()
         header, rows = noise_table(result)
-        _print(
-            console,
+        print_table(
             f"Noise response, {result['kind']} x{result['ratio']}, {result['n_images']} images",
             header,
             rows,
+            console=console,
         )
         console.print(f"JSON: {result['json']}")
         for path in result["figures"]:

@@ -22,7 +22,7 @@ context manager) plus ``is_started``, whichever form it takes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -303,6 +303,25 @@ def progress_bar(
     if console.is_terminal:
         return RichProgress(console, unit=unit, transient=transient)
     return PlainProgress(console, unit=unit)
+
+
+def counting_progress(
+    description: str, *, unit: str = "it", transient: bool = True
+) -> tuple[RichProgress | PlainProgress, Callable[[int, int], None]]:
+    """A progress display on stderr and the ``progress(done, total)`` callback feeding it.
+
+    The display starts with the first report, so that errors before any work
+    print alone. Call ``display.stop()`` when the work ends (``finally``).
+    """
+    bar = progress_bar(unit=unit, transient=transient)
+    task = bar.add_task(description, total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        if not bar.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    return bar, on_progress
 
 
 def make_table(
