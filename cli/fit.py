@@ -2,56 +2,63 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from magsr_tf_cli.output import (
+    PlainProgress,
+    RichProgress,
+    output_console,
+    print_table,
+    progress_bar,
 )
-from rich.table import Table
-
-console = Console()
-
-
-def _progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 class _Display:
-    """Turns the library's progress events into Rich progress bars."""
+    """Turns the library's progress events into progress displays and notes."""
 
-    def __init__(self, bar: Progress):
-        self.bar = bar
+    def __init__(self, console):
+        self.console = console
+        self.bar: RichProgress | PlainProgress | None = None
         self.gen_task = None
         self.train_task = None
         self.last_val = ""
+        self.train_t0 = None
+
+    def _bar(self, unit: str) -> RichProgress | PlainProgress:
+        # One display per phase: each has its own unit (configurations, steps).
+        if self.bar is not None:
+            self.bar.stop()
+        self.bar = progress_bar(stderr=False, unit=unit)
+        self.bar.start()
+        return self.bar
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
     def __call__(self, event: dict) -> None:
         kind = event["kind"]
-        if kind == "generate_start":
+        if kind in ("dataset", "generate_start", "train_start", "evaluate_start"):
+            self.close()  # a note ends the live bar before it (Rich would garble both)
+        console = self.console
+        if kind == "dataset":
+            what = " (the quick default dataset)" if event["quick"] else ""
+            console.print(f"Dataset: {event['path']}{what}", markup=False, highlight=False)
+        elif kind == "generate_start":
             console.print(
                 f"No dataset at {event['path']}: generating the default one "
                 f"({event['n']} configurations, {event['phases']} extra LR phases each) first."
             )
         elif kind == "generate":
             if self.gen_task is None:
-                self.gen_task = self.bar.add_task("anneal", total=event["total"], info="")
+                self.gen_task = self._bar("conf").add_task(
+                    "anneal", total=event["total"], completed=event["done"]
+                )
             self.bar.update(self.gen_task, completed=event["done"])
         elif kind == "train_start":
+            self.train_t0 = time.monotonic()
             cfg = event["config"]
             console.print(
                 f"Training on {event['n_train']} LR training configurations: "
@@ -62,7 +69,10 @@ class _Display:
             total = event["epochs"] * event["steps"]
             done = (event["epoch"] - 1) * event["steps"] + event["step"]
             if self.train_task is None:
-                self.train_task = self.bar.add_task("train", total=total, info="")
+                # The rate counts this run's steps from the start of training.
+                self.train_task = self._bar("step").add_task(
+                    "train", total=total, rate_from=done - 1, rate_t0=self.train_t0
+                )
             info = (
                 f"epoch {event['epoch']}/{event['epochs']} loss {event['loss']:.2e}{self.last_val}"
             )
@@ -76,24 +86,29 @@ class _Display:
             console.print(f"Scoring on the {event['n_test']} test configurations ...")
 
 
-def _show_summary(summary: dict) -> None:
+def _show_summary(console, summary: dict) -> None:
     test = summary.get("test")
     if not test:
         return
-    table = Table(title=f"{summary['name']}: test split ({summary['n_test']} configurations)")
-    for col in ("method", "MSE", "PSNR (MAX=2) dB", "PSNR (tables) dB", "Corr", "SR gain dB"):
-        table.add_column(col, no_wrap=col == "method")
+    rows = []
     for name, s in test["methods"].items():
         gain = test["gain_db"].get(name)
-        table.add_row(
-            name,
-            f"{s['mse']['mean']:.4g} ± {s['mse']['std']:.2g}",
-            f"{s['psnr']['mean']:.2f} ± {s['psnr']['std']:.2f}",
-            f"{s['psnr_tables']['mean']:.2f}",
-            f"{s['corr']['mean']:.4f}",
-            "" if gain is None else f"{gain:+.2f}",
+        rows.append(
+            [
+                name,
+                f"{s['mse']['mean']:.4g} ± {s['mse']['std']:.2g}",
+                f"{s['psnr']['mean']:.2f} ± {s['psnr']['std']:.2f}",
+                f"{s['psnr_tables']['mean']:.2f}",
+                f"{s['corr']['mean']:.4f}",
+                "" if gain is None else f"{gain:+.2f}",
+            ]
         )
-    console.print(table)
+    print_table(
+        f"{summary['name']}: test split ({summary['n_test']} configurations)",
+        ["method", "MSE", "PSNR (MAX=2) dB", "PSNR (tables) dB", "Corr", "SR gain dB"],
+        rows,
+        console=console,
+    )
     console.print(
         f"Trained {summary['train_seconds'] / 60:.1f} min, "
         f"total {summary['total_seconds'] / 60:.1f} min. SavedModel: {summary['saved_model']}"
@@ -101,7 +116,11 @@ def _show_summary(summary: dict) -> None:
 
 
 def fit(
-    data: str = typer.Argument(..., help="typeI, typeII (data/KIND.h5) or an HDF5 dataset path."),
+    data: str = typer.Argument(
+        ...,
+        help="typeI or typeII (quick default dataset data/KIND_quick.h5, made if missing) "
+        "or an HDF5 dataset path.",
+    ),
     ratio: int = typer.Option(8, "--ratio", "-r", help="Super-resolution ratio: 4, 8 or 16."),
     epochs: int = typer.Option(None, help="Epochs (default: the quick-run default)."),
     steps_per_epoch: int = typer.Option(None, help="Steps per epoch (default: quick run)."),
@@ -132,13 +151,17 @@ def fit(
         strategy=strategy,
         seed=seed,
     )
+    console = output_console()
+    display = _Display(console)
     try:
-        with _progress_bar() as bar:
-            summary = run_fit(config, progress=_Display(bar))
+        summary = run_fit(config, progress=display)
     except KeyboardInterrupt:
+        display.close()
         console.print("Interrupted: run the same command again to resume from the last epoch.")
         raise typer.Exit(130) from None
-    _show_summary(summary)
+    finally:
+        display.close()
+    _show_summary(console, summary)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,10 +27,13 @@ DATA_DIR = Path("data")
 MODELS_DIR = Path("saved_models")
 KINDS = ("typeI", "typeII")
 
-# The documented default dataset that `fit typeI|typeII` generates when
-# data/KIND.h5 is missing: small enough to anneal in a few minutes on two
-# cores, with stored sub-pixel phases as extra genuine LR images (see
-# docs/training.md for the measurements behind these numbers).
+# The documented default dataset that `fit typeI|typeII` uses, generated when
+# missing: small enough to anneal in a few minutes on two cores, with stored
+# sub-pixel phases as extra genuine LR images (see docs/training.md for the
+# measurements behind these numbers). It lives at data/KIND_quick.h5, never at
+# data/KIND.h5, where `generate KIND` writes the paper-size set: the quick run
+# must neither take a 40,100-configuration file for its own nor block one.
+QUICK_SUFFIX = "_quick"
 QUICK_N_TRAIN = 500
 QUICK_N_TEST = 100
 QUICK_PHASES = 15
@@ -56,7 +59,9 @@ class FitConfig:
     """The ``fit`` job.
 
     Attributes:
-        data: "typeI", "typeII" (meaning ``data/KIND.h5``) or an HDF5 path.
+        data: "typeI" or "typeII" (the quick default dataset ``data/KIND_quick.h5``,
+            generated if missing) or an HDF5 path (e.g. ``data/typeI.h5`` from
+            ``magsr-tf generate typeI``).
         ratio: super-resolution ratio (4, 8 or 16).
         epochs: training epochs (None: the quick-run default).
         steps_per_epoch: steps per epoch (None: the quick-run default).
@@ -106,8 +111,9 @@ class FitConfig:
 
     @property
     def data_path(self) -> Path:
+        """The dataset file: ``data_dir/KIND_quick.h5`` for a kind, else ``data`` itself."""
         if self.data in KINDS:
-            return Path(self.data_dir) / f"{self.data}.h5"
+            return quick_dataset_path(self.data, self.data_dir)
         return Path(self.data)
 
     @property
@@ -120,13 +126,25 @@ class FitConfig:
         return Path(self.out) if self.out is not None else MODELS_DIR / self.name
 
 
+def quick_dataset_path(kind: str, data_dir: Path = DATA_DIR) -> Path:
+    """Where ``fit KIND`` keeps its quick default dataset: ``data_dir/KIND_quick.h5``."""
+    return Path(data_dir) / f"{kind}{QUICK_SUFFIX}.h5"
+
+
 Progress = Callable[[dict], None]
 
 
 def ensure_dataset(config: FitConfig, progress: Progress | None = None) -> Path:
-    """Returns the dataset path, generating the documented default one if it is missing."""
+    """Returns the dataset path, generating the documented default one if it is missing.
+
+    Reports ``{"kind": "dataset", "path", "exists", "quick"}`` first, so that
+    the job's first line can name the file it uses.
+    """
     path = config.data_path
-    if path.exists() or config.data not in KINDS:
+    quick = config.data in KINDS
+    if progress is not None:
+        progress({"kind": "dataset", "path": str(path), "exists": path.exists(), "quick": quick})
+    if path.exists() or not quick:
         return path
     from magsr_tf.dataset import GenerateConfig, generate
 
