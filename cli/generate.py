@@ -7,47 +7,11 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
+from magsr_tf_cli.output import output_console, progress_bar
 
 # Same values as magsr_tf.dataset; repeated so that `magsr-tf --help` does not import h5py.
 _DEFAULT_N = 40_100
 _DEFAULT_SEED = 11526
-
-
-class _RateColumn(ProgressColumn):
-    """Configurations per second over this run (chunks finish minutes apart, so
-    Rich's windowed speed estimate would mostly be blank)."""
-
-    def render(self, task: Task) -> Text:
-        rate = _rate(task)
-        return Text(f"{rate:.3g} conf/s" if rate else "- conf/s", style="progress.data.speed")
-
-
-class _EtaColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        rate = _rate(task)
-        if not rate or task.total is None:
-            return Text("ETA -:--:--", style="progress.remaining")
-        left = int((task.total - task.completed) / rate)
-        return Text(
-            f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining"
-        )
-
-
-def _rate(task: Task) -> float | None:
-    done_here = task.completed - task.fields.get("start", 0)
-    elapsed = time.monotonic() - task.fields.get("t0", time.monotonic())
-    return done_here / elapsed if done_here > 0 and elapsed > 0 else None
 
 
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
@@ -89,18 +53,10 @@ def register(app: typer.Typer) -> None:
             workers=workers or None,
             phases=phases,
         )
-        console = Console(stderr=True)
-        columns = (
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            _EtaColumn(),
-            TimeElapsedColumn(),
-        )
+        console = output_console(stderr=True)
         # The bar appears with the first progress report, so that parameter
         # errors print alone and a complete file prints no bar at all.
-        bar = Progress(*columns, console=console)
+        bar = progress_bar(unit="conf")
         task = bar.add_task(f"{kind} L={config.lattice}", total=config.n)
         state: dict[str, int] = {}
 
@@ -109,7 +65,8 @@ def register(app: typer.Typer) -> None:
                 state["start"] = done
                 if done >= total:
                     return
-                bar.update(task, start=done, t0=time.monotonic())
+                # Rate and ETA count this run's configurations only.
+                bar.update(task, rate_from=done, rate_t0=time.monotonic())
                 bar.start()
             bar.update(task, completed=done, total=total)
 
@@ -118,7 +75,7 @@ def register(app: typer.Typer) -> None:
             path = generate_dataset(config, progress=on_progress)
         except KeyboardInterrupt:
             # Typer turns KeyboardInterrupt into a silent exit 130: say what is kept.
-            if bar.live.is_started:
+            if bar.is_started:
                 bar.stop()
             console.print(
                 f"Interrupted; the configurations finished so far are kept in "
@@ -128,13 +85,13 @@ def register(app: typer.Typer) -> None:
             )
             raise typer.Exit(130) from None
         finally:
-            if bar.live.is_started:
+            if bar.is_started:
                 bar.stop()
         info = open_info(path)
         made = info.n - state.get("start", 0)
         what = "already complete" if made == 0 else f"{made} configurations annealed"
         size_mb = path.stat().st_size / 2**20
-        Console().print(
+        output_console().print(
             f"{path}: {info.kind}, {info.n_train} train + {info.n_test} test configurations, "
             f"L={info.lattice}, LR ratios {', '.join(f'x{r}' for r in info.ratios)}, "
             f"{info.phases} extra phases, {size_mb:.1f} MiB ({what})"

@@ -243,7 +243,8 @@ class PlainProgress:
             task.rate_from = rate_from
         if rate_t0 is not None:
             task.rate_t0 = rate_t0
-        self._maybe_print(task)
+        if completed is not None or advance is not None:
+            self._maybe_print(task)
 
     def _maybe_print(self, task: _PlainTask) -> None:
         now = time.monotonic()
