@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from magsr_tf_cli.output import output_console
 
 
 def export(
@@ -37,7 +37,7 @@ def export(
         base_path=None if base_path == "local" else base_path,
     )
     result = export_model(config)
-    console = Console(markup=False, highlight=False)
+    console = output_console(markup=False, highlight=False)
     if result.saved_model is not None:
         state = "wrote" if result.saved_model_written else "kept"
         console.print(f"SavedModel ({state}): {result.saved_model}")

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 
 def _pair(value: str | None, sep: str, what: str, cast=float):
@@ -71,16 +69,9 @@ def fit_image(
         residual=residual,
         overwrite=overwrite,
     )
-    console = Console()
-    with Progress(
-        TextColumn("[bold]train"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("train", total=None, info="")
+    console = output_console()
+    with progress_bar(stderr=False, unit="step") as bar:
+        task = bar.add_task("train", total=None)
 
         def progress(event: dict) -> None:
             if event.get("kind") == "step":
@@ -93,12 +84,15 @@ def fit_image(
     for role, path in result.files.items():
         console.print(f"{role}: {path}", markup=False)
     if result.metrics:
-        table = Table(title=f"Against the native image (x{ratio}, fitted on its downsizing)")
-        for col in ("method", "MSE", "PSNR (MAX=2) dB", "Pearson r"):
-            table.add_column(col)
-        for method, m in result.metrics.items():
-            table.add_row(method, f"{m['mse']:.4g}", f"{m['psnr_db']:.2f}", f"{m['pearson_r']:.4f}")
-        console.print(table)
+        print_table(
+            f"Against the native image (x{ratio}, fitted on its downsizing)",
+            ["method", "MSE", "PSNR (MAX=2) dB", "Pearson r"],
+            [
+                [method, f"{m['mse']:.4g}", f"{m['psnr_db']:.2f}", f"{m['pearson_r']:.4f}"]
+                for method, m in result.metrics.items()
+            ],
+            console=console,
+        )
 
 
 def register(app: typer.Typer) -> None:

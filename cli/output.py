@@ -47,16 +47,20 @@ FULL_WIDTH = 1000
 """Console width off a terminal: wide enough that no table cell or line is wrapped or clipped."""
 
 
-def output_console(stderr: bool = False) -> Console:
+def output_console(stderr: bool = False, **options) -> Console:
     """Console for results (``stderr=False``) or progress and notes (``stderr=True``).
 
     On a terminal: Rich's usual console. Elsewhere: no wrapping and tables at
     their natural width instead of 80 columns.
+
+    Args:
+        stderr: print on stderr instead of stdout.
+        **options: more :class:`rich.console.Console` options (``markup=False``, ...).
     """
-    console = Console(stderr=stderr)
+    console = Console(stderr=stderr, **options)
     if console.is_terminal:
         return console
-    return Console(stderr=stderr, width=FULL_WIDTH, soft_wrap=True)
+    return Console(stderr=stderr, width=FULL_WIDTH, soft_wrap=True, **options)
 
 
 def format_duration(seconds: float | None) -> str:

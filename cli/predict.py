@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from magsr_tf_cli.output import output_console
 
 
 def _parse_range(value: str | None) -> tuple[float, float] | None:
@@ -58,7 +58,7 @@ def predict(
         value_range=_parse_range(value_range),
         overwrite=overwrite,
     )
-    console = Console(markup=False, highlight=False)
+    console = output_console(markup=False, highlight=False)
     for result in run(config):
         shape = "x".join(str(s) for s in result.sr.shape)
         files = ", ".join(str(f) for f in result.files)

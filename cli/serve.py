@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from magsr_tf_cli.output import output_console
 
 
 def serve(
@@ -19,7 +19,7 @@ def serve(
     from magsr_tf.serve import ServeConfig, available_models, make_server
 
     server = make_server(ServeConfig(models_root=models, host=host, port=port))
-    console = Console()
+    console = output_console()
     listed = available_models(models)
     if not listed:
         console.print(
