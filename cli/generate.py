@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -34,12 +36,27 @@ def register(app: typer.Typer) -> None:
         phases: int = typer.Option(
             0, "--phases", help="Extra LR images per ratio of the state shifted by HR pixels."
         ),
+        cluster: str = typer.Option(
+            None,
+            "--cluster",
+            help="Anneal on a Dask cluster: its scheduler address (tcp://HOST:8786), or local:N "
+            "for N worker processes here. Same data; needs magsr-tf[cluster].",
+        ),
+        cluster_timeout: float = typer.Option(
+            10.0, "--cluster-timeout", help="Seconds to wait for the Dask scheduler to answer."
+        ),
     ) -> None:
         """Anneal spin configurations and write HR and LR images to an HDF5 file.
 
         Interrupted runs (Ctrl-C, kill) leave OUT.partial; the same command
-        continues it. An existing dataset is never overwritten.
+        continues it. An existing dataset is never overwritten. With --cluster
+        the file is the same, bit for bit (docs/cluster.md).
         """
+        if cluster is not None and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # Dask logs every worker start and stop at INFO on stderr, also in the
+            # local cluster's worker processes (which inherit the environment);
+            # keep its warnings. Set before distributed is first imported.
+            os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
         from magsr_tf.dataset import GenerateConfig, open_info, partial_path
         from magsr_tf.dataset import generate as generate_dataset
 
@@ -52,6 +69,8 @@ def register(app: typer.Typer) -> None:
             lattice=lattice,
             workers=workers or None,
             phases=phases,
+            cluster=cluster,
+            cluster_timeout=cluster_timeout,
         )
         console = output_console(stderr=True)
         # The bar appears with the first progress report, so that parameter
@@ -70,9 +89,12 @@ def register(app: typer.Typer) -> None:
                 bar.start()
             bar.update(task, completed=done, total=total)
 
+        def on_workers(count: int) -> None:
+            bar.update(task, info=f"{count} worker{'s' if count != 1 else ''}")
+
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         try:
-            path = generate_dataset(config, progress=on_progress)
+            path = generate_dataset(config, progress=on_progress, on_workers=on_workers)
         except KeyboardInterrupt:
             # Typer turns KeyboardInterrupt into a silent exit 130: say what is kept.
             if bar.is_started:

@@ -49,6 +49,7 @@ import numpy as np
 
 import magsr_tf
 from magsr_tf import RATIOS, MagsrError
+from magsr_tf.cluster import CONNECT_TIMEOUT, parse_cluster
 from magsr_tf.downsample import downsample
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ _PARAMETER_KEYS = (
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` in configurations."""
 
+Workers = Callable[[int], None]
+"""``on_workers(count)``: the number of Dask workers, when it changes."""
+
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -141,6 +145,12 @@ class GenerateConfig:
             ``TARGET_CHUNK_SECONDS``. Does not change the data.
         schedule: an annealing :class:`magsr_tf.physics.anneal.Schedule`;
             ``None`` means the default schedule of the Hamiltonian.
+        cluster: ``None`` anneals on this machine; a Dask scheduler address
+            (``tcp://HOST:PORT``) anneals on that cluster; ``local:N`` starts a
+            local Dask cluster of N worker processes (see
+            :mod:`magsr_tf.cluster`). Does not change the data. With a cluster,
+            ``chunk`` (if set) is the number of configurations per task.
+        cluster_timeout: seconds to wait for the Dask scheduler to answer.
     """
 
     kind: str
@@ -154,6 +164,8 @@ class GenerateConfig:
     phases: int = 0
     chunk: int | None = None
     schedule: Any = None
+    cluster: str | None = None
+    cluster_timeout: float = CONNECT_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -180,6 +192,18 @@ class GenerateConfig:
                 raise MagsrError(
                     f"{name} must be a positive integer or None. Received: {name}={value!r}"
                 )
+        if self.cluster is not None:
+            parse_cluster(self.cluster)
+            if self.workers is not None:
+                raise MagsrError(
+                    "workers sets the processes of a one-machine run; with a cluster its "
+                    f"workers anneal. Received: workers={self.workers}, cluster={self.cluster!r}"
+                )
+        timeout = self.cluster_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise MagsrError(
+                f"cluster_timeout must be a positive number of seconds. Received: {timeout!r}"
+            )
         out = Path(f"data/{self.kind}.h5") if self.out is None else Path(self.out)
         object.__setattr__(self, "out", out)
         if self.ratios is None:
@@ -644,12 +668,43 @@ def _next_chunk(chunk: int, unit: int, rows: int, seconds: float) -> int:
     return max(unit, int(wanted) // unit * unit)
 
 
-def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
+def _local_rows(
+    anneal_mod: Any,
+    ham: Any,
+    config: GenerateConfig,
+    schedule: Any,
+    backend: str,
+    start: int,
+    progress: Progress | None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(a, b, hr)`` for rows ``start .. n - 1`` annealed on this machine, chunk by chunk."""
+    workers = config.workers or _cores()
+    # Whole batches for every worker; the data do not depend on the chunking.
+    unit = int(anneal_mod.DEFAULT_BATCH) * workers
+    chunk = config.chunk or unit
+    done = start
+    while done < config.n:
+        stop = min(done + chunk, config.n)
+        started = time.monotonic()
+        hr = _anneal_rows(anneal_mod, ham, config, schedule, backend, workers, done, stop, progress)
+        yield done, stop, hr  # the caller writes the rows before this resumes
+        if config.chunk is None:
+            chunk = _next_chunk(chunk, unit, stop - done, time.monotonic() - started)
+        done = stop
+
+
+def generate(
+    config: GenerateConfig,
+    progress: Progress | None = None,
+    on_workers: Workers | None = None,
+) -> Path:
     """Anneal ``config.n`` configurations and write the HDF5 dataset ``config.out``.
 
     Resumes an unfinished ``OUT.partial`` made with the same parameters. If
     ``OUT`` already holds a complete dataset with the same parameters nothing
-    is done. Never overwrites an existing file.
+    is done. Never overwrites an existing file. With ``config.cluster`` the
+    anneals run on a Dask cluster (:mod:`magsr_tf.cluster`); the file is the
+    same, bit for bit.
 
     Args:
         config: what to generate.
@@ -657,12 +712,16 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
             with the starting point (0, the resumed count, or ``total`` when the
             file is already complete), then as configurations finish annealing
             (the count on disk, attribute ``n_done``, follows chunk by chunk).
+        on_workers: with a cluster, called with the number of Dask workers at
+            the start and whenever it changes.
 
     Returns:
         The path of the complete dataset.
 
     Raises:
-        MagsrError: bad output path, or an existing file with other parameters.
+        MagsrError: bad output path, an existing file with other parameters,
+            or (with a cluster) an unreachable scheduler, workers with another
+            magsr-tf version, or a failed task.
     """
     hamiltonian_mod, anneal_mod = _physics()
     ham = hamiltonian_mod.make_hamiltonian(config.kind)
@@ -679,31 +738,48 @@ def generate(config: GenerateConfig, progress: Progress | None = None) -> Path:
         return out
     _make_folder(out)
 
-    workers = config.workers or _cores()
-    # Whole batches for every worker; the data do not depend on the chunking.
-    unit = int(anneal_mod.DEFAULT_BATCH) * workers
-    chunk = config.chunk or unit
-    with _open_partial(partial, config, params, magsr_tf.__version__) as f:
+    with contextlib.ExitStack() as stack:
+        client = None
+        if config.cluster is not None:
+            from magsr_tf import cluster
+
+            spec = cluster.parse_cluster(config.cluster)
+            # Connect and check the workers' versions before the file is
+            # touched: a refusal then costs nothing.
+            client = stack.enter_context(cluster.connect(spec, config.cluster_timeout))
+            workers = cluster.check_workers(client, backend)
+            logger.info("annealing on the Dask cluster %s (%d workers)", spec, workers)
+        f = stack.enter_context(_open_partial(partial, config, params, magsr_tf.__version__))
         done = int(f.attrs["n_done"])
         if progress is not None:
             progress(done, n)
-        while done < n:
-            stop = min(done + chunk, n)
-            started = time.monotonic()
-            hr = _anneal_rows(
-                anneal_mod, ham, config, schedule, backend, workers, done, stop, progress
+        if client is None:
+            source = _local_rows(anneal_mod, ham, config, schedule, backend, done, progress)
+        else:
+            source = cluster.stream_rows(
+                client,
+                config,
+                ham,
+                schedule,
+                backend,
+                cluster.task_token(params),
+                done,
+                progress,
+                on_workers,
             )
-            rows = _lr_rows(hr, done, config)
+        stack.callback(source.close)  # cancels a cluster's pending tasks
+        for start, stop, hr in source:
+            if start != done:  # the writer relies on rows arriving in order
+                raise RuntimeError(f"rows {start}..{stop - 1} arrived while expecting row {done}")
+            rows = _lr_rows(hr, start, config)
             rows["hr"] = hr
             with _interrupts_deferred():
                 for name, data in rows.items():
-                    f[name][done:stop] = data
+                    f[name][start:stop] = data
                 f.flush()  # the data reach the file before the marker says so
                 f.attrs["n_done"] = stop
                 f.flush()
-            logger.debug("wrote rows %d..%d of %s", done, stop - 1, partial)
-            if config.chunk is None:
-                chunk = _next_chunk(chunk, unit, stop - done, time.monotonic() - started)
+            logger.debug("wrote rows %d..%d of %s", start, stop - 1, partial)
             done = stop
         with _interrupts_deferred():
             f.attrs["complete"] = True
