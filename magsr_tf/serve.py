@@ -1,17 +1,32 @@
-"""A small server that speaks TensorFlow Serving's REST API, for machines without TF Serving.
+"""A local server that speaks TensorFlow Serving's REST and gRPC APIs.
 
-Endpoints (those of TF Serving's REST API, https://www.tensorflow.org/tfx/serving/api_rest):
+REST endpoints (those of TF Serving, https://www.tensorflow.org/tfx/serving/api_rest):
 
 - ``GET  /v1/models/NAME[/versions/N]``           model version status
 - ``GET  /v1/models/NAME[/versions/N]/metadata``  signature definitions
 - ``POST /v1/models/NAME[/versions/N]:predict``   row (``instances``) or columnar
   (``inputs``) requests; answers ``{"predictions": ...}`` or ``{"outputs": ...}``
 
+gRPC (``tensorflow.serving.PredictionService`` ``Predict`` and
+``GetModelMetadata``, ``ModelService.GetModelStatus``) is in
+:mod:`magsr_tf.grpc_server`, started beside REST by :func:`start_servers` when
+``ServeConfig.grpc_port`` is set. Both share one :class:`ServingCore`: the
+models, the limits and the accounting below.
+
 Errors are ``{"error": "..."}`` with a 4xx status (5xx only for faults of the
-server itself), and no request can stop the server: bodies and tensor sizes
-are bounded, every handler catches its own exceptions, and a slow client times
-out. Models are the SavedModels under ``models_root/NAME/VERSION/``, loaded on
-first use; the newest version answers when none is named.
+server itself or when it is busy), and no request can stop the server:
+
+- bodies are bounded (413) and checked for nesting depth before they are
+  parsed (400), tensor sizes are bounded before anything is computed (413);
+- at most ``max_inflight`` predict requests are admitted at once (REST and
+  gRPC together; the next ones get 503 / ``RESOURCE_EXHAUSTED`` at once),
+  at most ``max_concurrent`` of them run the model at the same time (the
+  others wait up to ``queue_timeout``), and the memory their tensors and
+  answers hold is reserved from ``memory_budget`` before computing;
+- every handler catches its own exceptions and a slow client times out.
+
+Models are the SavedModels under ``models_root/NAME/VERSION/``, loaded on first
+use; the newest version answers when none is named.
 """
 
 from __future__ import annotations
@@ -20,6 +35,8 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +55,18 @@ _ROUTE = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
 )
 
+JSON_BYTES_PER_VALUE = 64
+"""Memory one answer value holds while a REST answer is built: a Python float
+(24 bytes) and its list slot (8) from ``tolist``, its JSON text (~21 bytes,
+measured on unit spins) and the encoded copy of that text."""
+BINARY_BYTES_PER_VALUE = 12
+"""Memory one answer value holds in a gRPC answer: the array, the TensorProto's
+``tensor_content`` and the serialized message (4 bytes each)."""
+_OPENERS = b"[{"
+_BRACKETS = b"[]{}"
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
+_DEPTH_CHUNK = 1 << 20
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -46,27 +75,65 @@ class ServeConfig:
     Attributes:
         models_root: folder of models (``NAME/VERSION/saved_model.pb``).
         host: interface to bind; loopback by default (use 0.0.0.0 deliberately).
-        port: TCP port (0: any free port; TF Serving's REST default is 8501).
-        max_body_bytes: largest request body accepted.
+        port: REST TCP port (0: any free port; TF Serving's REST default is 8501).
+        grpc_port: gRPC TCP port (TF Serving's default is 8500; 0: any free
+            port; None: no gRPC). Needs ``pip install "magsr-tf[deploy]"``.
+        max_body_bytes: largest REST body or gRPC message accepted.
+        max_json_depth: deepest nesting of brackets in a REST body (a predict
+            request needs at most 6); deeper bodies get 400 before parsing.
         max_input_values: largest LR tensor per request (batch * h * w * C).
         max_output_values: largest SR tensor per request (input values * r^2);
             bounds the memory of one answer (JSON takes ~20 bytes per value).
+        max_inflight: predict requests admitted at once, REST and gRPC
+            together, from reading the body to sending the answer; more get
+            503 / RESOURCE_EXHAUSTED at once (clients retry).
+        max_concurrent: model calls running at the same time (TensorFlow
+            spreads each call over the cores already).
+        memory_budget: bytes that the admitted requests' tensors and answers
+            may hold together (reserved before computing; a request waits for
+            its share, up to ``queue_timeout``).
+        queue_timeout: seconds a request waits for a model slot or its memory
+            before it gets 503 / RESOURCE_EXHAUSTED.
+        max_connections: open REST connections (each holds a thread); more are
+            answered 503 and closed.
         request_timeout: seconds a client may take to send its request.
     """
 
     models_root: Path = Path("saved_models")
     host: str = "127.0.0.1"
     port: int = 8501
-    max_body_bytes: int = 64 * 1024 * 1024
+    grpc_port: int | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 16
     max_input_values: int = 3 * 256 * 256
     max_output_values: int = 3 * 1024 * 1024
+    max_inflight: int = 32
+    max_concurrent: int = 2
+    memory_budget: int = 1024 * 1024 * 1024
+    queue_timeout: float = 30.0
+    max_connections: int = 256
     request_timeout: float = 30.0
 
     def __post_init__(self):
-        if not 0 <= self.port <= 65535:
-            raise MagsrError(f"port must be in 0..65535. Received: port={self.port}")
-        if min(self.max_body_bytes, self.max_input_values, self.max_output_values) < 1:
-            raise MagsrError("the request limits must be positive")
+        for name in ("port", "grpc_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise MagsrError(f"{name} must be in 0..65535. Received: {name}={port}")
+        limits = (
+            "max_body_bytes",
+            "max_json_depth",
+            "max_input_values",
+            "max_output_values",
+            "max_inflight",
+            "max_concurrent",
+            "memory_budget",
+            "max_connections",
+        )
+        for name in limits:
+            if getattr(self, name) < 1:
+                raise MagsrError(f"{name} must be positive. Received: {name}={getattr(self, name)}")
+        if self.queue_timeout <= 0 or self.request_timeout <= 0:
+            raise MagsrError("queue_timeout and request_timeout must be positive")
 
 
 class RequestError(Exception):
@@ -77,6 +144,147 @@ class RequestError(Exception):
         self.status = status
 
 
+class Busy(RequestError):
+    """The server is at its limits: 503 / RESOURCE_EXHAUSTED, the client should retry."""
+
+    def __init__(self, message: str):
+        super().__init__(HTTPStatus.SERVICE_UNAVAILABLE, message)
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether the brackets of a JSON text nest deeper than ``limit``.
+
+    Checked before ``json.loads``, whose recursion a body of 50,000 ``[`` would
+    exhaust. Brackets inside strings count too: a conservative bound (requests
+    of this API hold numbers, not strings with brackets). Runs in C (bytes
+    translate, NumPy cumsum) in chunks, so a 16 MB body costs a few ms and
+    bounded memory.
+    """
+    brackets = np.frombuffer(raw.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    level = 0
+    for start in range(0, brackets.size, _DEPTH_CHUNK):
+        chunk = brackets[start : start + _DEPTH_CHUNK]
+        steps = np.where((chunk == _OPENERS[0]) | (chunk == _OPENERS[1]), 1, -1)
+        depth = np.cumsum(steps, dtype=np.int64) + level
+        if depth.max() > limit:
+            return True
+        level = int(depth[-1])
+    return False
+
+
+class Gate:
+    """Admission, model slots and the memory budget shared by every request.
+
+    Args:
+        max_inflight: requests admitted at once (more: :class:`Busy` at once).
+        max_concurrent: model calls at once (more wait, up to ``queue_timeout``).
+        memory_budget: bytes the admitted requests may reserve together.
+        queue_timeout: seconds to wait for a model slot or for memory.
+    """
+
+    def __init__(
+        self, max_inflight: int, max_concurrent: int, memory_budget: int, queue_timeout: float
+    ):
+        self.max_inflight = max_inflight
+        self.memory_budget = memory_budget
+        self.queue_timeout = queue_timeout
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._memory = threading.Condition()
+        self._reserved = 0
+        self.rejected = 0
+        """Requests answered 503 / RESOURCE_EXHAUSTED so far."""
+
+    @property
+    def inflight(self) -> int:
+        """Requests admitted now."""
+        return self._inflight
+
+    @property
+    def reserved(self) -> int:
+        """Bytes reserved now."""
+        return self._reserved
+
+    def _busy(self, message: str) -> Busy:
+        with self._lock:
+            self.rejected += 1
+        return Busy(message)
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """One admitted request, from reading its body to its answer."""
+        with self._lock:
+            full = self._inflight >= self.max_inflight
+            if not full:
+                self._inflight += 1
+        if full:
+            raise self._busy(
+                f"server busy: {self.max_inflight} requests in progress; retry shortly"
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        """Holds ``nbytes`` of the memory budget (waits for it up to ``queue_timeout``)."""
+        if nbytes > self.memory_budget:
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the request needs ~{nbytes} bytes; the server's budget is {self.memory_budget}",
+            )
+        with self._memory:
+            fits = self._memory.wait_for(
+                lambda: self._reserved + nbytes <= self.memory_budget, self.queue_timeout
+            )
+            if fits:
+                self._reserved += nbytes
+        if not fits:
+            raise self._busy("server busy: memory budget in use; retry shortly")
+        try:
+            yield
+        finally:
+            with self._memory:
+                self._reserved -= nbytes
+                self._memory.notify_all()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """One model call (waits for a free slot up to ``queue_timeout``)."""
+        if not self._slots.acquire(timeout=self.queue_timeout):
+            raise self._busy("server busy: all model slots in use; retry shortly")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+@dataclass(frozen=True)
+class Servable:
+    """One loaded model version and its signature's names.
+
+    Attributes:
+        name: model name.
+        version: version number.
+        fn: the ``serving_default`` concrete function.
+        input_name: its one input (``lr``).
+        output_name: its one output (``sr``).
+        channels: the input's component count (None: any).
+        ratio: the up-sampling ratio.
+    """
+
+    name: str
+    version: int
+    fn: object
+    input_name: str
+    output_name: str
+    channels: int | None
+    ratio: int
+
+
 class ModelRepository:
     """SavedModels under a root folder, loaded lazily and cached per (name, version)."""
 
@@ -84,6 +292,7 @@ class ModelRepository:
         self.root = Path(root)
         self._loaded: dict[tuple[str, int], object] = {}
         self._ratios: dict[tuple[str, int], int] = {}
+        self._servables: dict[tuple[str, int], Servable] = {}
         self._lock = threading.Lock()
 
     def versions(self, name: str) -> list[int]:
@@ -143,9 +352,29 @@ class ModelRepository:
             self._ratios[key] = ratio
         return self._ratios[key]
 
-    def metadata(self, name: str, version: int) -> dict:
-        """TF Serving's ``GetModelMetadata`` answer (the SignatureDefMap as JSON)."""
-        from google.protobuf import json_format
+    def servable(self, name: str, version: int | None) -> Servable:
+        """The loaded model ``name`` (newest version when ``version`` is None)."""
+        version = self.resolve(name, version)
+        key = (name, version)
+        if key not in self._servables:
+            fn = self.signature(name, version)
+            _, spec = fn.structured_input_signature
+            ((input_name, tensor_spec),) = spec.items()
+            (output_name,) = fn.structured_outputs
+            channels = tensor_spec.shape[-1]
+            self._servables[key] = Servable(
+                name,
+                version,
+                fn,
+                input_name,
+                output_name,
+                None if channels is None else int(channels),
+                self.ratio(name, version),
+            )
+        return self._servables[key]
+
+    def signature_def_map(self, name: str, version: int):
+        """The SavedModel's signatures as TF Serving's ``SignatureDefMap`` proto."""
         from tensorflow.python.saved_model import loader_impl
         from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -159,6 +388,13 @@ class ModelRepository:
         for key, sig in saved.meta_graphs[0].signature_def.items():
             if not key.startswith("__"):
                 sig_map.signature_def[key].CopyFrom(sig)
+        return sig_map
+
+    def metadata(self, name: str, version: int) -> dict:
+        """TF Serving's ``GetModelMetadata`` answer (the SignatureDefMap as JSON)."""
+        from google.protobuf import json_format
+
+        sig_map = self.signature_def_map(name, version)
         return {
             "model_spec": {"name": name, "signature_name": "", "version": str(version)},
             "metadata": {
@@ -169,11 +405,64 @@ class ModelRepository:
         }
 
 
-def _to_tensor(value, what: str, max_values: int) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is not a numeric tensor") from exc
+class ServingCore:
+    """What REST and gRPC share: the models, the limits and the model call.
+
+    Args:
+        config: the server's configuration.
+    """
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.repo = ModelRepository(config.models_root)
+        self.gate = Gate(
+            config.max_inflight, config.max_concurrent, config.memory_budget, config.queue_timeout
+        )
+
+    def check_input(self, servable: Servable, lr: np.ndarray) -> int:
+        """Checks an LR batch against the model and the limits; returns the answer's size."""
+        if servable.channels is not None and lr.shape[-1] != servable.channels:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"{servable.name} expects {servable.channels} component(s), got "
+                f"{lr.shape[-1]}. Received: shape={list(lr.shape)}",
+            )
+        out_values = lr.size * servable.ratio**2
+        if out_values > self.config.max_output_values:
+            raise RequestError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the answer would hold {out_values} values (x{servable.ratio}); the limit "
+                f"is {self.config.max_output_values} per request: send smaller tiles",
+            )
+        return out_values
+
+    @contextmanager
+    def predict(
+        self, servable: Servable, lr: np.ndarray, bytes_per_value: int
+    ) -> Iterator[np.ndarray]:
+        """The SR batch of ``lr``, its memory reserved until the ``with`` block ends.
+
+        Args:
+            servable: the model.
+            lr: float32 ``[batch, h, w, C]``, already checked by :func:`check_input`.
+            bytes_per_value: memory one answer value holds until it is sent
+                (:data:`JSON_BYTES_PER_VALUE` or :data:`BINARY_BYTES_PER_VALUE`).
+        """
+        import tensorflow as tf
+
+        out_values = self.check_input(servable, lr)
+        with self.gate.reserve(lr.nbytes + out_values * bytes_per_value):
+            with self.gate.slot():
+                try:
+                    out = servable.fn(**{servable.input_name: tf.constant(lr)})
+                    sr = out[servable.output_name].numpy()
+                except (tf.errors.InvalidArgumentError, ValueError) as exc:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, str(exc).splitlines()[0]) from exc
+            yield sr
+
+
+def check_tensor(array: np.ndarray, what: str, max_values: int) -> np.ndarray:
+    """Checks a decoded LR tensor: rank 4, not empty, bounded, finite."""
     if array.ndim != 4:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
@@ -189,6 +478,14 @@ def _to_tensor(value, what: str, max_values: int) -> np.ndarray:
     if not np.isfinite(array).all():
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} contains NaN or inf")
     return array
+
+
+def _to_tensor(value, what: str, max_values: int) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is not a numeric tensor") from exc
+    return check_tensor(array, what, max_values)
 
 
 def parse_predict_request(body: dict, input_name: str, max_values: int) -> tuple[np.ndarray, bool]:
@@ -229,14 +526,18 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     _body_read = False
 
-    # The server object carries the repository and the configuration.
+    # The server object carries the shared core and the configuration.
     @property
     def config(self) -> ServeConfig:
         return self.server.config
 
     @property
+    def core(self) -> ServingCore:
+        return self.server.core
+
+    @property
     def repo(self) -> ModelRepository:
-        return self.server.repo
+        return self.server.core.repo
 
     def setup(self):
         super().setup()
@@ -250,6 +551,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         if self.close_connection:
             self.send_header("Connection", "close")
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            self.send_header("Retry-After", "1")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -333,9 +636,14 @@ class _Handler(BaseHTTPRequestHandler):
         if len(raw) != size:
             self.close_connection = True
             raise RequestError(HTTPStatus.BAD_REQUEST, "incomplete body")
+        if json_depth_exceeds(raw, self.config.max_json_depth):
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST,
+                f"JSON nested deeper than {self.config.max_json_depth} levels",
+            )
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"malformed JSON: {exc}") from exc
 
     def _post(self, route, name: str, version: int | None) -> None:
@@ -344,37 +652,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, "POST needs :predict")
         if verb != "predict":
             raise RequestError(HTTPStatus.BAD_REQUEST, f"only :predict is served, not :{verb}")
-        resolved = self.repo.resolve(name, version)
-        body = self._read_json()
-        fn = self.repo.signature(name, resolved)
-        _, spec = fn.structured_input_signature
-        ((input_name, tensor_spec),) = spec.items()
-        (output_name,) = fn.structured_outputs
-        lr, rows = parse_predict_request(body, input_name, self.config.max_input_values)
-        channels = tensor_spec.shape[-1]
-        if channels is not None and lr.shape[-1] != channels:
-            raise RequestError(
-                HTTPStatus.BAD_REQUEST,
-                f"{name} expects {channels} component(s), got {lr.shape[-1]}. "
-                f"Received: shape={list(lr.shape)}",
+        self.repo.resolve(name, version)
+        # Admitted before the body is read: the bodies held at once are bounded too.
+        with self.core.gate.admit():
+            body = self._read_json()
+            servable = self.repo.servable(name, version)
+            lr, rows = parse_predict_request(
+                body, servable.input_name, self.config.max_input_values
             )
-        ratio = self.repo.ratio(name, resolved)
-        if lr.size * ratio * ratio > self.config.max_output_values:
-            raise RequestError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"the answer would hold {lr.size * ratio * ratio} values (x{ratio}); the limit "
-                f"is {self.config.max_output_values} per request: send smaller tiles",
-            )
-        import tensorflow as tf
-
-        try:
-            sr = fn(**{input_name: tf.constant(lr)})[output_name].numpy()
-        except (tf.errors.InvalidArgumentError, ValueError) as exc:
-            raise RequestError(HTTPStatus.BAD_REQUEST, str(exc).splitlines()[0]) from exc
-        if rows:
-            self._send(HTTPStatus.OK, {"predictions": sr.tolist()})
-        else:
-            self._send(HTTPStatus.OK, {"outputs": sr.tolist()})
+            del body  # the nested lists take ~10x the array's memory
+            with self.core.predict(servable, lr, JSON_BYTES_PER_VALUE) as sr:
+                self._send(HTTPStatus.OK, {"predictions" if rows else "outputs": sr.tolist()})
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self._handle("GET")
@@ -390,17 +678,63 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
 
 
+_BUSY_BODY = b'{"error": "too many open connections; retry shortly"}'
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+)
+
+
 class ModelServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer holding the :class:`ModelRepository` and the configuration."""
+    """ThreadingHTTPServer holding the :class:`ServingCore` and the configuration.
+
+    Args:
+        config: the configuration.
+        core: the core to share with a gRPC server (default: a new one).
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, config: ServeConfig):
+    def __init__(self, config: ServeConfig, core: ServingCore | None = None):
         self.config = config
-        self.repo = ModelRepository(config.models_root)
+        self.core = core or ServingCore(config)
+        self._connections = 0
+        self._connections_lock = threading.Lock()
         super().__init__((config.host, config.port), _Handler)
+
+    @property
+    def repo(self) -> ModelRepository:
+        return self.core.repo
+
+    def process_request(self, request, client_address):
+        # One thread per connection: bound them, answering the surplus at once.
+        with self._connections_lock:
+            full = self._connections >= self.config.max_connections
+            if not full:
+                self._connections += 1
+        if full:
+            try:
+                request.sendall(_TOO_MANY_CONNECTIONS)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:
+            with self._connections_lock:
+                self._connections -= 1
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections -= 1
 
     def handle_error(self, request, client_address):
         # socketserver would print a traceback on stderr; log it and keep serving.
@@ -412,8 +746,8 @@ class ModelServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
-def make_server(config: ServeConfig) -> ModelServer:
-    """Binds the server (without serving yet); ``server.url`` tells the bound address.
+def make_server(config: ServeConfig, core: ServingCore | None = None) -> ModelServer:
+    """Binds the REST server (without serving yet); ``server.url`` tells the bound address.
 
     Raises:
         MagsrError: no models root, or the port cannot be bound.
@@ -422,9 +756,82 @@ def make_server(config: ServeConfig) -> ModelServer:
     if not root.is_dir():
         raise MagsrError(f"models root {root} does not exist")
     try:
-        return ModelServer(config)
+        return ModelServer(config, core)
     except OSError as exc:
         raise MagsrError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc
+
+
+class Servers:
+    """The running REST server and, if configured, the gRPC server beside it.
+
+    Attributes:
+        core: the shared :class:`ServingCore`.
+        rest: the REST :class:`ModelServer`.
+        grpc: the ``grpc.Server`` (None without ``grpc_port``).
+        grpc_port: the bound gRPC port (None without gRPC).
+    """
+
+    def __init__(self, core: ServingCore, rest: ModelServer, grpc_server, grpc_port: int | None):
+        self.core = core
+        self.rest = rest
+        self.grpc = grpc_server
+        self.grpc_port = grpc_port
+        self._thread = threading.Thread(target=rest.serve_forever, daemon=True, name="rest")
+        self._thread.start()
+
+    @property
+    def rest_url(self) -> str:
+        """``http://HOST:PORT`` of the REST API."""
+        return self.rest.url
+
+    @property
+    def grpc_target(self) -> str | None:
+        """``HOST:PORT`` of the gRPC API (None without gRPC)."""
+        if self.grpc_port is None:
+            return None
+        return f"{_grpc_host(self.core.config.host)}:{self.grpc_port}"
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Blocks while the REST server runs (until :meth:`stop` or Ctrl-C)."""
+        self._thread.join(timeout)
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stops both servers and closes their sockets."""
+        if self.grpc is not None:
+            self.grpc.stop(grace).wait(grace + 5)
+        self.rest.shutdown()
+        self.rest.server_close()
+        self._thread.join(timeout=10)
+
+
+def _grpc_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def start_servers(config: ServeConfig) -> Servers:
+    """Starts REST on ``config.port`` and gRPC on ``config.grpc_port`` (if set), in threads.
+
+    Raises:
+        MagsrError: no models root, a port that cannot be bound, or gRPC asked
+            for without ``grpcio`` / ``tensorflow-serving-api``.
+    """
+    core = ServingCore(config)
+    grpc_server = grpc_port = None
+    if config.grpc_port is not None:
+        if not Path(config.models_root).is_dir():
+            raise MagsrError(f"models root {config.models_root} does not exist")
+        from magsr_tf.grpc_server import make_grpc_server
+
+        grpc_server, grpc_port = make_grpc_server(config, core)
+    try:
+        rest = make_server(config, core)
+    except MagsrError:
+        if grpc_server is not None:
+            grpc_server.stop(0)
+        raise
+    if grpc_server is not None:
+        grpc_server.start()
+    return Servers(core, rest, grpc_server, grpc_port)
 
 
 def available_models(root: Path) -> dict[str, list[int]]:
