@@ -44,6 +44,12 @@ from magsr_tf.images import (
 logger = logging.getLogger(__name__)
 
 H5_SUFFIXES = (".h5", ".hdf5")
+VECTOR_LENGTH_TOLERANCE = 1e-3
+"""How far beyond 1 an LR vector may reach. LR pixels are averages of unit spins with
+non-negative weights that sum to 1, so |m| <= 1 up to rounding: ~1e-7 in float32 (stored
+HR spins deviate from 1 by at most 1.2e-7), ~5e-4 for maps stored as float16 (half an ulp
+at 1). 1e-3 admits both and still rejects maps that were not made of unit spins (raw
+fields, unnormalized magnetization)."""
 REMOTE_MAX_VALUES = 1_000_000
 """Output floats per REST request (JSON is ~15 bytes per float)."""
 _H5_SPEC = re.compile(
@@ -135,6 +141,13 @@ def _as_batch(array: np.ndarray, source: str) -> tuple[np.ndarray, bool]:
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise MagsrError(f"{source} contains NaN or inf")
+    length = np.sqrt(np.sum(np.square(array, dtype=np.float64), axis=-1))
+    if length.max() > 1 + VECTOR_LENGTH_TOLERANCE:
+        n, y, x = np.unravel_index(int(np.argmax(length)), length.shape)
+        raise MagsrError(
+            f"{source}: an LR image of unit spins has vectors no longer than 1, found "
+            f"|m| = {length.max():.4g} (map {n}, pixel y={y}, x={x})"
+        )
     return array, single
 
 
