@@ -20,6 +20,10 @@ from magsr_tf_cli import bench, evaluate, experiment, export, fit, generate, ima
 
 from magsr_tf import MagsrError, __version__
 
+DEBUG_ENV = "MAGSR_DEBUG"
+DEBUG_HINT = f"run with --debug or {DEBUG_ENV}=1 for the traceback"
+_state = {"debug": False}
+
 app = typer.Typer(
     name="magsr-tf",
     help="Unsupervised super-resolution of magnetic spin textures (Lee et al., Sci. Rep. 2023).",
@@ -41,8 +45,15 @@ def _root(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help=f"Show the traceback of an unexpected error (same as {DEBUG_ENV}=1).",
+    ),
 ) -> None:
     """magsr-tf: train on low-resolution spin images only, get super-resolution ones."""
+    if debug:
+        _state["debug"] = True
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -67,25 +78,41 @@ _TF_COMMANDS = {
 }
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def main() -> None:
-    """Run the CLI; user errors exit with status 1 and one line on stderr."""
+    """Run the CLI; errors exit with status 1 and one ``Error: ...`` line on stderr.
+
+    User errors (bad input, missing files) print their message; anything else
+    is a bug or a broken installation and prints its type, message and a hint
+    to see the traceback (``--debug`` or ``MAGSR_DEBUG=1``).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    debug = os.environ.get("MAGSR_DEBUG") == "1"
-    if _TF_COMMANDS.intersection(sys.argv[1:2]) and not debug:
+    _state["debug"] = os.environ.get(DEBUG_ENV) == "1" or "--debug" in sys.argv[1:]
+    if _TF_COMMANDS.intersection(sys.argv[1:2]) and not _state["debug"]:
         from magsr_tf.tfimport import import_tensorflow_quietly
 
         import_tensorflow_quietly()
     try:
         app()
     except (MagsrError, ValueError, OSError) as exc:
-        if debug:
+        if _state["debug"]:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"Error: {message}", file=sys.stderr)
+        print(f"Error: {_first_line(exc) or type(exc).__name__}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("Interrupted; run the same command again to continue.", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        message = _first_line(exc)
+        print(f"Error: {type(exc).__name__}{': ' + message if message else ''}", file=sys.stderr)
+        print(f"({DEBUG_HINT})", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
