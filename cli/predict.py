@@ -29,7 +29,10 @@ def predict(
     ),
     out: Path = typer.Option(Path("predictions"), "--out", help="Output folder."),
     server: str = typer.Option(
-        None, "--server", help="TF Serving REST URL, e.g. http://localhost:8501 (else local)."
+        None,
+        "--server",
+        help="TF Serving REST URL (http://localhost:8501) or gRPC address "
+        "(grpc://localhost:8500); else local.",
     ),
     version: int = typer.Option(None, "--version", help="Model version (default: newest)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Maps per call."),

@@ -1,4 +1,4 @@
-"""`magsr-tf serve`: a local server speaking TensorFlow Serving's REST API."""
+"""`magsr-tf serve`: a local server speaking TensorFlow Serving's REST and gRPC APIs."""
 
 from __future__ import annotations
 
@@ -9,16 +9,34 @@ from magsr_tf_cli.output import output_console
 
 
 def serve(
-    port: int = typer.Option(8501, "--port", help="TCP port (TF Serving's REST default: 8501)."),
+    port: int = typer.Option(8501, "--port", help="REST TCP port (TF Serving's default: 8501)."),
+    grpc_port: int = typer.Option(
+        8500, "--grpc-port", help="gRPC TCP port (TF Serving's default: 8500)."
+    ),
+    no_grpc: bool = typer.Option(False, "--no-grpc", help="Serve REST only."),
     models: Path = typer.Option(Path("saved_models"), "--models", help="Models root folder."),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."
     ),
+    max_concurrent: int = typer.Option(
+        2, "--max-concurrent", help="Model calls at once (the others wait)."
+    ),
+    max_inflight: int = typer.Option(
+        32, "--max-inflight", help="Predict requests admitted at once (more get 503)."
+    ),
 ) -> None:
-    """Serve every SavedModel under --models at /v1/models/NAME (Ctrl-C stops)."""
-    from magsr_tf.serve import ServeConfig, available_models, make_server
+    """Serve every SavedModel under --models over REST and gRPC (Ctrl-C stops)."""
+    from magsr_tf.serve import ServeConfig, available_models, start_servers
 
-    server = make_server(ServeConfig(models_root=models, host=host, port=port))
+    config = ServeConfig(
+        models_root=models,
+        host=host,
+        port=port,
+        grpc_port=None if no_grpc else grpc_port,
+        max_concurrent=max_concurrent,
+        max_inflight=max_inflight,
+    )
+    servers = start_servers(config)
     console = output_console()
     listed = available_models(models)
     if not listed:
@@ -28,14 +46,17 @@ def serve(
             markup=False,
         )
     for name, versions in listed.items():
-        console.print(f"{server.url}/v1/models/{name}  versions {versions}")
+        console.print(f"{servers.rest_url}/v1/models/{name}  versions {versions}", markup=False)
+    if servers.grpc_target is not None:
+        console.print(f"gRPC (TF Serving PredictionService): {servers.grpc_target}", markup=False)
     console.print("Serving; Ctrl-C stops.")
     try:
-        server.serve_forever()
+        while True:
+            servers.wait(1.0)
     except KeyboardInterrupt:
         console.print("Stopped.")
     finally:
-        server.server_close()
+        servers.stop()
 
 
 def register(app: typer.Typer) -> None:

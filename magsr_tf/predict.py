@@ -10,9 +10,10 @@ Inputs (:func:`load_inputs`):
   mapped onto [-1, 1] as ``fit-image`` does (:mod:`magsr_tf.images`).
 
 The same request goes either to the local SavedModel (:class:`LocalPredictor`)
-or to a TF Serving REST endpoint (:class:`RemotePredictor`; TF Serving itself or
-``magsr-tf serve``). Large maps are cut into overlapping tiles whose stitched
-result equals one pass over the whole map (:func:`magsr_tf.images.tiled_apply`).
+or to a TF Serving REST endpoint (:class:`RemotePredictor`) or gRPC endpoint
+(:class:`GrpcPredictor`; TF Serving itself or ``magsr-tf serve``). Large maps
+are cut into overlapping tiles whose stitched result equals one pass over the
+whole map (:func:`magsr_tf.images.tiled_apply`).
 """
 
 from __future__ import annotations
@@ -318,6 +319,84 @@ class RemotePredictor:
         return np.asarray(outputs, dtype=np.float32)
 
 
+class GrpcPredictor:
+    """Sends ``Predict`` calls to TF Serving's gRPC API (``grpc://HOST:PORT``, default port 8500).
+
+    The client of TF Serving's own Python package (``tensorflow_serving.apis``
+    ``PredictionServiceStub``), tensors as binary ``TensorProto``; needs
+    ``pip install "magsr-tf[deploy]"``.
+
+    Args:
+        server: ``grpc://HOST[:PORT]``.
+        model: the served model's name.
+        version: a specific version (default: the server's choice, the newest).
+        timeout: seconds per call.
+    """
+
+    def __init__(self, server: str, model: str, version: int | None = None, timeout: float = 300):
+        from magsr_tf.grpc_server import CLIENT_MAX_MESSAGE, DEFAULT_PORT, grpc
+
+        match = re.match(r"^grpc://(\[[^\]]+\]|[^:/\[\]]+)(?::(\d+))?/?$", server)
+        if match is None:
+            raise MagsrError(f"--server must be grpc://HOST[:PORT]. Received: {server!r}")
+        self.target = f"{match[1]}:{match[2] or DEFAULT_PORT}"
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+        self.padding = None
+        self.ratio = None
+        self.max_values = REMOTE_MAX_VALUES
+        self._grpc = grpc
+        self._channel = grpc.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE),
+                ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE),
+            ],
+        )
+        from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._spec(request.model_spec)
+        answer = self._call(self._stub.GetModelMetadata, request)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        try:
+            answer.metadata["signature_def"].Unpack(sig_map)
+            sig = sig_map.signature_def["serving_default"]
+            ((self.input_name, spec),) = sig.inputs.items()
+            self.output_name = next(iter(sig.outputs))
+            size = spec.tensor_shape.dim[-1].size
+            self.channels = size if size > 0 else None
+        except (KeyError, ValueError, IndexError, StopIteration) as exc:
+            raise MagsrError(f"unexpected metadata from {self.target}: {exc!r}") from exc
+
+    def _spec(self, spec) -> None:
+        spec.name = self.model
+        if self.version is not None:
+            spec.version.value = self.version
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except self._grpc.RpcError as exc:
+            raise MagsrError(f"grpc://{self.target}: {exc.code().name}: {exc.details()}") from exc
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        from tensorflow_serving.apis import predict_pb2
+
+        from magsr_tf.grpc_server import array_to_proto, proto_to_array
+
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec)
+        request.model_spec.signature_name = "serving_default"
+        request.inputs[self.input_name].CopyFrom(array_to_proto(lr))
+        answer = self._call(self._stub.Predict, request)
+        if self.output_name not in answer.outputs:
+            raise MagsrError(f"grpc://{self.target}: no '{self.output_name}' in the answer")
+        return np.array(proto_to_array(answer.outputs[self.output_name], self.output_name))
+
+
 def run_predictor(
     predictor: Callable[[np.ndarray], np.ndarray],
     lr: np.ndarray,
@@ -354,7 +433,8 @@ class PredictConfig:
             at ``server``.
         inputs: ``.npy`` files, ``FILE.h5:DATASET[sel]`` specs, or 1 / 3 pictures.
         out_dir: output folder (``NAME_sr.npy`` and ``NAME_sr.png`` per input).
-        server: TF Serving REST base URL; None runs the SavedModel locally.
+        server: TF Serving REST base URL (``http://HOST:8501``) or gRPC address
+            (``grpc://HOST:8500``); None runs the SavedModel locally.
         version: SavedModel version (default: the newest).
         batch_size: maps per call.
         padding: tiling at the border of large maps: "periodic" or "reflect";
@@ -401,6 +481,8 @@ class PredictOutput:
 
 def make_predictor(config: PredictConfig):
     """The local or remote predictor for ``config``."""
+    if config.server is not None and config.server.startswith("grpc://"):
+        return GrpcPredictor(config.server, Path(config.model).name, config.version)
     if config.server is not None:
         return RemotePredictor(config.server, Path(config.model).name, config.version)
     from magsr_tf.export import resolve_model_dir
