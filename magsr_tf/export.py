@@ -264,9 +264,6 @@ def models_config_text(
             ``None``: absolute local paths (for a natively installed server).
         names: restrict to these models (default: all with a SavedModel).
     """
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
     root = Path(root)
     models = list_served_models(root)
     if names is not None:
@@ -274,16 +271,50 @@ def models_config_text(
         if missing:
             raise MagsrError(f"no SavedModel under {root} for: {', '.join(missing)}")
         models = {n: models[n] for n in names}
-    config = model_server_config_pb2.ModelServerConfig()
+    # Written by hand rather than through TF Serving's proto: the format is three
+    # string fields per model, and the proto's package (tensorflow-serving-api) is
+    # an optional dependency that a plain `pip install` does not bring. The text
+    # is the one protobuf's text_format prints for the same message (tested).
+    if not models:
+        return ""
+    lines = ["model_config_list {"]
     for name in models:
-        entry = config.model_config_list.config.add()
-        entry.name = name
         if base_path is None:
-            entry.base_path = str((root / name).resolve())
+            path = str((root / name).resolve())
         else:
-            entry.base_path = f"{base_path.rstrip('/')}/{name}"
-        entry.model_platform = "tensorflow"
-    return text_format.MessageToString(config)
+            path = f"{base_path.rstrip('/')}/{name}"
+        lines += [
+            "  config {",
+            f"    name: {_text_format_string(name)}",
+            f"    base_path: {_text_format_string(path)}",
+            '    model_platform: "tensorflow"',
+            "  }",
+        ]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+_ESCAPES.update({ord(c): "\\" + c for c in "\"'\\"})
+
+
+def _text_format_string(value: str) -> str:
+    """``value`` as a protobuf text-format string literal.
+
+    The escaping of ``text_format.MessageToString``: quotes, backslash,
+    ``\\n \\r \\t`` escaped, other ASCII control characters as three-digit
+    octal, printable and non-ASCII characters as they are (UTF-8 file).
+    """
+    out = []
+    for char in value:
+        code = ord(char)
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\{code:03o}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 def write_models_config(
