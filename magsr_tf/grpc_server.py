@@ -198,6 +198,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.signature_name = SIGNATURE_KEY
             return response
 
+    def _unimplemented(self, request, context):
+        # The stub's default raises NotImplementedError, logged with a traceback per call.
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "only Predict is served (the SR signature)")
+
+    Classify = Regress = MultiInference = _unimplemented  # noqa: N815
+
     def GetModelMetadata(self, request, context):  # noqa: N802
         try:
             spec = request.model_spec
@@ -240,6 +246,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             return response
         except Exception as exc:
             _abort(context, exc)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the served models are the folders on disk")
 
 
 def make_grpc_server(config: ServeConfig, core: ServingCore):

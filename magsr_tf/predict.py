@@ -261,7 +261,9 @@ class RemotePredictor:
 
     def __init__(self, server: str, model: str, version: int | None = None, timeout: float = 300):
         if not re.match(r"^https?://", server):
-            raise MagsrError(f"--server must be an http(s) URL. Received: {server!r}")
+            raise MagsrError(
+                f"--server must be http(s)://HOST:PORT or grpc://HOST:PORT. Received: {server!r}"
+            )
         base = server.rstrip("/")
         if "/v1/models/" not in base:
             base = f"{base}/v1/models/{model}"
