@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -197,3 +198,76 @@ def test_missing_models_root_is_a_clear_error(tmp_path):
 
     with pytest.raises(MagsrError, match="does not exist"):
         make_server(ServeConfig(models_root=tmp_path / "nope", port=0))
+
+
+def test_deep_json_is_refused_before_parsing(server):
+    srv, _, thread = server
+    predict = f"/v1/models/{NAME}:predict"
+    for raw in [b"[" * 50_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000, b"[" * 17 + b"]" * 17]:
+        status, answer = request(srv, "POST", predict, raw=raw)
+        assert status == 400, (raw[:20], answer)
+        assert "nested deeper" in answer["error"]
+    assert thread.is_alive()
+
+
+def test_json_depth_check():
+    from magsr_tf.serve import json_depth_exceeds
+
+    assert not json_depth_exceeds(b'{"inputs": [[[[1, 2, 3]]]]}', 5)
+    assert json_depth_exceeds(b'{"inputs": [[[[1, 2, 3]]]]}', 4)
+    assert not json_depth_exceeds(b"[]" * 3_000_000, 1)  # long but flat: many chunks
+    assert json_depth_exceeds(b"[]" * 1_500_000 + b"[[", 1)  # the carry across chunks
+    assert json_depth_exceeds(b'["[[["]', 3)  # brackets in strings count (conservative)
+
+
+def test_gate_bounds_admission_slots_and_memory():
+    from magsr_tf.serve import Busy, Gate, RequestError
+
+    gate = Gate(max_inflight=2, max_concurrent=1, memory_budget=100, queue_timeout=0.05)
+    with gate.admit(), gate.admit():
+        with pytest.raises(Busy):
+            with gate.admit():
+                pass
+    with gate.reserve(60):
+        assert gate.reserved == 60
+        with pytest.raises(Busy):  # waits queue_timeout for 60 more bytes, then 503
+            with gate.reserve(60):
+                pass
+        with gate.reserve(40):
+            assert gate.reserved == 100
+    with pytest.raises(RequestError) as info:  # can never fit: 413, not 503
+        with gate.reserve(101):
+            pass
+    assert info.value.status == 413
+    with gate.slot():
+        with pytest.raises(Busy):
+            with gate.slot():
+                pass
+    assert (gate.inflight, gate.reserved, gate.rejected) == (0, 0, 3)
+    with gate.admit(), gate.reserve(100), gate.slot():  # all given back after the errors
+        pass
+
+
+def test_connections_beyond_the_limit_get_503(tmp_path):
+    from magsr_tf.serve import ModelServer
+
+    srv = ModelServer(ServeConfig(models_root=tmp_path, port=0, max_connections=2))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    host, port = srv.server_address[:2]
+    try:
+        idle = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+        answer = raw_exchange(srv, b"GET /v1/models/x HTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"too many open connections" in answer
+        for sock in idle:
+            sock.close()
+        for _ in range(50):  # the idle connections' threads notice the close
+            status, _ = request(srv, "GET", "/v1/models/x")
+            if status == 404:
+                break
+            time.sleep(0.1)
+        assert status == 404
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
