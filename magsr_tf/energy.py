@@ -175,44 +175,55 @@ class SpinEnergy:
         self.boundary = boundary
         self.dtype = dtype
         self._kernels: dict[tuple[int, int], object] = {}
+        self._nn_kernel = None
 
     def __repr__(self) -> str:
         return f"SpinEnergy({self.hamiltonian!r}, boundary={self.boundary!r}, dtype={self.dtype!r})"
 
     # -- pieces ---------------------------------------------------------------
 
-    def _bonds(self, s):
-        """Pairs (S_i, S_j) for the +x and +y bonds, each bond once."""
-        import tensorflow as tf
+    def _coupling_kernel(self):
+        """3x3 convolution kernel of the nearest-neighbour couplings.
 
-        if self.boundary == "periodic":
-            # Slices + concat (not tf.roll) keep the graph free of Flex ops.
-            sx = tf.concat([s[:, :, 1:], s[:, :, :1]], axis=2)
-            sy = tf.concat([s[:, 1:], s[:, :1]], axis=1)
-            return ((s, sx, (1, 0)), (s, sy, (0, 1)))
-        return ((s[:, :, :-1], s[:, :, 1:], (1, 0)), (s[:, :-1], s[:, 1:], (0, 1)))
+        ``E_nn = 1/2 sum_i sum_delta S_i^T C_delta S_{i+delta}`` over the four
+        neighbours, with ``C_delta = -J 1 - [D_delta]_x`` (``[D]_x`` the cross-product
+        matrix, since D.(S_i x S_j) = S_i.(S_j x D)); ``C_{-delta} = C_delta^T``. A
+        cross-correlation ``f_a(i) = sum_{delta, b} W[delta, b, a] S_b(i + delta)``
+        with ``W[delta] = C_delta^T`` gives ``f = sum_delta C_delta S_{i+delta}``.
+        """
+        ham = self.hamiltonian
+        kern = np.zeros((3, 3, 3, 3))
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            c = -ham.J * np.eye(3)
+            if isinstance(ham, TypeI) and ham.D != 0.0:
+                r_hat = np.array([dx, dy, 0.0])
+                d = np.cross([0.0, 0.0, 1.0], r_hat) if ham.dmi == "interfacial" else r_hat
+                d = ham.D * d
+                cross = np.array([[0.0, -d[2], d[1]], [d[2], 0.0, -d[0]], [-d[1], d[0], 0.0]])
+                c = c - cross
+            kern[1 + dy, 1 + dx] = c.T
+        return kern
 
     def _nearest_neighbour(self, s):
-        """Exchange (+ DMI for Type I) energy summed per configuration."""
+        """Exchange (+ DMI for Type I) energy summed per configuration.
+
+        One 3x3 convolution (3 -> 3 channels) of the padded map gives every
+        site's neighbour sum; on CPU this is several times faster than
+        slicing components and bonds apart.
+        """
         import tensorflow as tf
 
-        ham = self.hamiltonian
-        e = 0.0
-        for si, sj, (dx, _dy) in self._bonds(s):
-            e += -ham.J * tf.reduce_sum(si * sj, axis=[1, 2, 3])
-            if isinstance(ham, TypeI) and ham.D != 0.0:
-                xi, yi, zi = si[..., 0], si[..., 1], si[..., 2]
-                xj, yj, zj = sj[..., 0], sj[..., 1], sj[..., 2]
-                cross_x = yi * zj - zi * yj
-                cross_y = zi * xj - xi * zj
-                if ham.dmi == "interfacial":
-                    # D_ij = D (z x r_ij): +D y for a +x bond, -D x for a +y bond.
-                    term = cross_y if dx else -cross_x
-                else:
-                    # D_ij = D r_ij: +D x for a +x bond, +D y for a +y bond.
-                    term = cross_x if dx else cross_y
-                e += ham.D * tf.reduce_sum(term, axis=[1, 2])
-        return e
+        if self._nn_kernel is None:
+            self._nn_kernel = self._coupling_kernel()
+        if self.boundary == "periodic":
+            # Slices + concat (not tf.roll) keep the graph free of Flex ops.
+            p = tf.concat([s[:, -1:], s, s[:, :1]], axis=1)
+            p = tf.concat([p[:, :, -1:], p, p[:, :, :1]], axis=2)
+        else:
+            p = tf.pad(s, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        kernel = tf.constant(self._nn_kernel, dtype=self.dtype)  # NumPy cache: graph-safe
+        f = tf.nn.conv2d(p, kernel, strides=1, padding="VALID")
+        return 0.5 * tf.reduce_sum(s * f, axis=[1, 2, 3])
 
     def _kernel_fft(self, h: int, w: int):
         import tensorflow as tf
@@ -221,9 +232,10 @@ class SpinEnergy:
         if key not in self._kernels:
             kern = _dipolar_kernel(h, w, self.boundary)
             k_hat = np.fft.rfft2(kern, axes=(-2, -1))
-            ctype = tf.complex64 if self.dtype == "float32" else tf.complex128
-            self._kernels[key] = tf.constant(k_hat, dtype=ctype)
-        return self._kernels[key]
+            self._kernels[key] = k_hat
+        ctype = tf.complex64 if self.dtype == "float32" else tf.complex128
+        # The cache holds NumPy arrays: a cached tensor would be captured across graphs.
+        return tf.constant(self._kernels[key], dtype=ctype)
 
     def _dipolar(self, s):
         """``D/2 sum_i S_i . (W * S)_i`` per configuration (the pair sum, each pair once)."""
