@@ -88,6 +88,39 @@ def profile(
         json_out.write_text(json.dumps(rows, indent=2))
 
 
+@bench_app.command("serve")
+def serve(
+    clients: int = typer.Option(16, help="Concurrent clients per measurement."),
+    seconds: float = typer.Option(10.0, help="Seconds of requests per protocol and batch."),
+    batches: str = typer.Option("1,8", help="LR maps per request, comma-separated."),
+    protocols: str = typer.Option("rest,grpc", help="Protocols: rest, grpc or both."),
+    model: str = typer.Option(None, help="Serve this model (default: an untrained x8)."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """REST and gRPC serving under concurrent clients vs in-process inference."""
+    from magsr_tf_cli.output import counting_progress
+
+    from magsr_tf.benchmarks.serve import bench_serve
+
+    try:
+        sizes = tuple(int(b) for b in batches.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected e.g. 1,8. Received: {batches!r}") from exc
+    bar, on_progress = counting_progress("bench serve", unit="run")
+    try:
+        rows = bench_serve(
+            clients=clients,
+            seconds=seconds,
+            batches=sizes,
+            protocols=tuple(p.strip() for p in protocols.split(",")),
+            model=model,
+            progress=on_progress,
+        )
+    finally:
+        bar.stop()
+    _show("Serving throughput", rows, json_out)
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` to `app`."""
     app.add_typer(bench_app, name="bench")
