@@ -592,6 +592,20 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def handle_expect_100(self):
+        """Refuses a too large body before the client sends it (curl asks above 1 MB)."""
+        try:
+            size = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            size = 0
+        limit = self.config.max_body_bytes
+        if size > limit:
+            self.close_connection = True
+            message = f"body of {size} bytes exceeds the limit of {limit}"
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": message})
+            return False
+        return super().handle_expect_100()
+
     def _get(self, route, name: str, version: int | None) -> None:
         if route["verb"]:
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f":{route['verb']} needs POST")

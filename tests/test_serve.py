@@ -271,3 +271,14 @@ def test_connections_beyond_the_limit_get_503(tmp_path):
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=10)
+
+
+def test_expect_continue_too_large_is_refused_before_the_body(server):
+    srv, _, _ = server
+    head = (
+        f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        "Content-Length: 5000000\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(srv, head)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert b"100 Continue" not in answer and b"exceeds the limit" in answer
