@@ -48,14 +48,24 @@ def _source_index(i: np.ndarray, n: int, padding: str) -> np.ndarray:
     return np.where(j < n, j, period - j)
 
 
-def downsample_matrix(n_hr: int, ratio: int, padding: str = "periodic") -> np.ndarray:
+def downsample_matrix(
+    n_hr: int, ratio: int, padding: str = "periodic", degradation=None
+) -> np.ndarray:
     """The 1-D operator ``W`` with ``LR = W @ HR @ W.T`` per component.
 
     Shape ``[n_hr // ratio, n_hr]``. Row k holds the Gaussian taps centred on
     HR pixel ``k * ratio``; taps that fall outside the image are wrapped
     (periodic) or mirrored (reflect), exactly as padding by 11 would.
+    ``degradation`` (a spec or :class:`magsr_tf.degradation.Degradation`,
+    separable) replaces the sigma = 1 Gaussian; None keeps it.
     """
     _check_ratio(n_hr, ratio)
+    if degradation is not None:
+        from magsr_tf.degradation import operator_1d, parse_degradation
+
+        degradation = parse_degradation(degradation)
+        if not degradation.is_default:
+            return operator_1d(n_hr, ratio, degradation, padding)
     if padding not in PADDING_MODES:
         raise MagsrError(f"padding must be one of {PADDING_MODES}. Received: padding={padding!r}")
     if padding == "reflect" and n_hr < 2:
@@ -79,7 +89,9 @@ def _check_ratio(n_hr: int, ratio: int) -> None:
         )
 
 
-def downsample(hr: np.ndarray, ratio: int, padding: str = "periodic") -> np.ndarray:
+def downsample(
+    hr: np.ndarray, ratio: int, padding: str = "periodic", degradation=None
+) -> np.ndarray:
     """Gaussian-filter downsizing of a batch of maps.
 
     Args:
@@ -87,6 +99,10 @@ def downsample(hr: np.ndarray, ratio: int, padding: str = "periodic") -> np.ndar
         ratio: stride r; ``H`` and ``W`` must be divisible by it.
         padding: ``"periodic"`` for simulated lattices, ``"reflect"`` for
             microscope images.
+        degradation: another blur (spec or
+            :class:`magsr_tf.degradation.Degradation`); None: the sigma = 1
+            Gaussian. A non-separable PSF goes through
+            :func:`magsr_tf.degradation.degrade`.
 
     Returns:
         ``[n, H / r, W / r, C]`` float32 maps; LR pixel (k, l) is centred on
@@ -98,9 +114,16 @@ def downsample(hr: np.ndarray, ratio: int, padding: str = "periodic") -> np.ndar
         hr = hr[None]
     if hr.ndim != 4:
         raise MagsrError(f"expected maps shaped [n, H, W, C]. Received: shape={hr.shape}")
+    if degradation is not None:
+        from magsr_tf.degradation import degrade, parse_degradation
+
+        degradation = parse_degradation(degradation)
+        if not degradation.separable:
+            out = degrade(hr, ratio, degradation, padding)
+            return out[0] if squeeze else out
     _, h, w, _ = hr.shape
-    wy = downsample_matrix(h, ratio, padding)
-    wx = wy if w == h else downsample_matrix(w, ratio, padding)
+    wy = downsample_matrix(h, ratio, padding, degradation)
+    wx = wy if w == h else downsample_matrix(w, ratio, padding, degradation)
     lr = np.einsum("ki,nijc,lj->nklc", wy, hr.astype(np.float64), wx, optimize=True)
     lr = lr.astype(np.float32)
     return lr[0] if squeeze else lr

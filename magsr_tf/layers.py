@@ -14,7 +14,6 @@ from keras import ops
 
 from magsr_tf.baselines import kernel
 from magsr_tf.downsample import (
-    KERNEL_SIZE,
     PAD,
     PADDING_MODES,
     downsample_matrix,
@@ -229,28 +228,53 @@ class GaussianDownsample(_FixedResampling):
     Args:
         ratio: stride r (the super-resolution ratio).
         padding: ``"periodic"`` or ``"reflect"``.
+        degradation: another blur, a spec (``"gaussian:SIGMA"``, ``"box"``,
+            ``"psf:FILE.npy"``) or :meth:`~magsr_tf.degradation.Degradation.to_config`
+            dict; None (or the sigma = 1 Gaussian) is the paper's operator and
+            leaves the layer exactly as before (same config, same weights).
     """
+
+    def __init__(self, ratio: int, padding: str = "periodic", degradation=None, **kwargs):
+        super().__init__(ratio, padding, **kwargs)
+        from magsr_tf.degradation import parse_degradation
+
+        parsed = parse_degradation(degradation)
+        self.degradation = None if parsed.is_default else parsed
+
+    def get_config(self):
+        config = super().get_config()
+        if self.degradation is not None:
+            # Saved models keep their blur (a PSF with its taps); the default
+            # adds no key, so configs of older models are unchanged.
+            config["degradation"] = self.degradation.to_config()
+        return config
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        kernel = np.repeat(gaussian_kernel()[:, :, None, None], channels, axis=2)
+        deg = self.degradation
+        taps = gaussian_kernel() if deg is None else deg.kernel(self.ratio)
+        kernel = np.repeat(taps[:, :, None, None], channels, axis=2)
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(KERNEL_SIZE, KERNEL_SIZE, channels, 1),
+            shape=(taps.shape[0], taps.shape[1], channels, 1),
             initializer=keras.initializers.Constant(kernel.astype("float32")),
             trainable=False,
         )
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
-        if h is not None and w is not None and inputs.shape[-1] is not None:
+        separable = self.degradation is None or self.degradation.separable
+        if separable and h is not None and w is not None and inputs.shape[-1] is not None:
             # Static size (training): the separable form LR = Wy X Wx^T with the
             # padding folded into Wy, Wx equals the padded depthwise convolution
             # (the Gaussian is separable) and trains about 3x faster on CPU.
-            wy = ops.convert_to_tensor(downsample_matrix(h, self.ratio, self.padding), "float32")
-            wx = ops.convert_to_tensor(downsample_matrix(w, self.ratio, self.padding), "float32")
+            deg = self.degradation
+            wy = downsample_matrix(h, self.ratio, self.padding, deg)
+            wx = downsample_matrix(w, self.ratio, self.padding, deg)
+            wy, wx = ops.convert_to_tensor(wy, "float32"), ops.convert_to_tensor(wx, "float32")
             return ops.einsum("ki,nijc,lj->nklc", wy, inputs, wx)
-        x = pad2d(inputs, PAD, self.padding)
+        pad = PAD if self.degradation is None else self.kernel.shape[0] // 2
+        x = pad2d(inputs, pad, self.padding)
         return ops.depthwise_conv(x, self.kernel, strides=self.ratio, padding="valid")
 
     def compute_output_shape(self, input_shape):
