@@ -376,7 +376,14 @@ class ModelRepository:
     def signature_def_map(self, name: str, version: int):
         """The SavedModel's signatures as TF Serving's ``SignatureDefMap`` proto."""
         from tensorflow.python.saved_model import loader_impl
-        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        try:
+            from tensorflow_serving.apis import get_model_metadata_pb2
+        except ImportError as exc:
+            raise RequestError(
+                HTTPStatus.NOT_IMPLEMENTED,
+                'metadata needs tensorflow-serving-api: pip install "magsr-tf[deploy]"',
+            ) from exc
 
         try:
             saved = loader_impl.parse_saved_model(str(self.root / name / str(version)))
