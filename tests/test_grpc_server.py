@@ -355,3 +355,19 @@ def test_64_concurrent_clients_with_malformed_requests(served):
         print(f"{retries[0]} retries after 503 / RESOURCE_EXHAUSTED; {gate.rejected} rejections")
     finally:
         servers.stop()
+
+
+def test_serve_cli_without_grpc_is_a_one_line_error(served, capsys, monkeypatch):
+    from magsr_tf_cli import main as cli_main
+
+    _, _, _, root = served
+    monkeypatch.delitem(sys.modules, "magsr_tf.grpc_server", raising=False)
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    args = ["serve", "--models", str(root), "--port", "0", "--grpc-port", "0"]
+    monkeypatch.setattr(sys, "argv", ["magsr-tf", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1
+    assert err.startswith("Error: gRPC serving needs") and len(err.splitlines()) == 1
+    assert 'pip install "magsr-tf[deploy]"' in err
