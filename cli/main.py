@@ -16,7 +16,18 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import typer
-from magsr_tf_cli import bench, evaluate, experiment, export, fit, generate, images, predict, serve
+from magsr_tf_cli import (
+    bench,
+    evaluate,
+    experiment,
+    export,
+    fit,
+    generate,
+    images,
+    predict,
+    refine,
+    serve,
+)
 
 from magsr_tf import MagsrError, __version__
 
@@ -60,7 +71,7 @@ def _root(
     )
 
 
-for _module in (generate, fit, evaluate, experiment, export, predict, serve, images, bench):
+for _module in (generate, fit, refine, evaluate, experiment, export, predict, serve, images, bench):
     _module.register(app)
 
 
@@ -75,6 +86,7 @@ _TF_COMMANDS = {
     "fit-image",
     "bench",
     "report",
+    "refine",
 }
 
 

@@ -25,9 +25,11 @@ default are in docs/physics_prior.md.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -330,6 +332,9 @@ def describe(ham, config: RefineConfig) -> dict:
 
 __all__ = [
     "RefineConfig",
+    "RefineJob",
+    "RefineOutput",
+    "run_refine",
     "RefineResult",
     "refine",
     "check_lr",
@@ -337,3 +342,158 @@ __all__ = [
     "DEFAULT_STEPS",
     "LR_LENGTH_TOLERANCE",
 ]
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass(frozen=True)
+class RefineJob:
+    """What ``magsr-tf refine`` does.
+
+    Attributes:
+        inputs: LR inputs as ``predict`` takes them (``.npy``, ``FILE.h5:DATASET[sel]``).
+        ratio: SR ratio; None takes the ``init`` model's.
+        hamiltonian: "typeI", "typeII" or a JSON file; None takes the ``init``
+            model's (``hamiltonian.json`` in its folder) or, for an HDF5 input, the
+            dataset's.
+        init: "bicubic" or a model folder / ``.keras`` file whose SR starts the refinement.
+        out_dir: output folder (``NAME_sr.npy``, ``NAME_sr.png``, ``NAME_refine.json``).
+        config: the optimizer settings.
+        overwrite: replace existing outputs.
+        models_root: where a bare model name given as ``init`` is looked up.
+    """
+
+    inputs: tuple[str, ...]
+    ratio: int | None = None
+    hamiltonian: str | None = None
+    init: str = "bicubic"
+    out_dir: Path = Path("refined")
+    config: RefineConfig = field(default_factory=RefineConfig)
+    overwrite: bool = False
+    models_root: Path = Path("saved_models")
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise MagsrError("no input given")
+        if self.ratio is not None and self.ratio not in RATIOS:
+            raise MagsrError(f"ratio must be one of {RATIOS}. Received: ratio={self.ratio}")
+        if self.init != "bicubic" and not self.init:
+            raise MagsrError("init must be 'bicubic' or a model")
+
+
+@dataclass
+class RefineOutput:
+    """One refined input: its name, the result and the files written."""
+
+    name: str
+    result: RefineResult
+    files: list[Path]
+
+
+def _model_folder(init: str, models_root: Path) -> Path:
+    path = Path(init)
+    if not path.exists() and (Path(models_root) / init).exists():
+        path = Path(models_root) / init
+    if not path.exists():
+        raise MagsrError(f"no model at {init} (nor under {models_root})")
+    return path
+
+
+def _input_hamiltonian(spec: str):
+    """The Hamiltonian recorded in an HDF5 input's file, or None."""
+    from magsr_tf.energy import dataset_hamiltonian
+
+    base = re.split(r"\.(h5|hdf5)", spec, maxsplit=1)
+    if len(base) < 2:
+        return None
+    return dataset_hamiltonian(base[0] + "." + base[1])
+
+
+def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineOutput]:
+    """Refines every input and writes ``NAME_sr.npy`` (``[n, H, W, 3]`` unit spins),
+    ``NAME_sr.png`` (the first map) and ``NAME_refine.json`` (settings, energies, misfits).
+
+    Raises:
+        MagsrError: bad inputs, unknown Hamiltonian, a model of another ratio,
+            existing outputs (nothing is written then).
+    """
+    from magsr_tf.energy import resolve_hamiltonian
+    from magsr_tf.evaluate import write_json
+    from magsr_tf.images import save_npy, save_png
+    from magsr_tf.predict import load_inputs
+
+    batches = load_inputs(job.inputs)
+    for batch in batches:
+        if batch.lr.shape[-1] != 3:
+            raise MagsrError(
+                f"refine needs 3-component spin maps; {batch.source} has {batch.lr.shape[-1]}"
+            )
+        check_lr(batch.lr, batch.source)
+    ratio, ham, init_fn, init_name = job.ratio, job.hamiltonian, None, "bicubic"
+    if job.init != "bicubic":
+        from magsr_tf.evaluate import super_resolve
+        from magsr_tf.model import load_sr_model, model_ratio
+
+        folder = _model_folder(job.init, job.models_root)
+        model = load_sr_model(folder)
+        own_ratio = model_ratio(model)
+        if ratio is not None and ratio != own_ratio:
+            raise MagsrError(
+                f"the model {folder} is a x{own_ratio} model but --ratio is {ratio}. "
+                f"Received: ratio={ratio}"
+            )
+        ratio = own_ratio
+        if int(model.inputs[0].shape[-1]) != 3:
+            raise MagsrError(f"the model {folder} is not a 3-component spin model")
+        ham_file = (folder if folder.is_dir() else folder.parent) / "hamiltonian.json"
+        if ham is None and ham_file.is_file():
+            ham = str(ham_file)
+        init_name = str(folder)
+
+        def init_fn(lr):
+            return super_resolve(model, lr)
+
+    if ratio is None:
+        raise MagsrError("give --ratio (or --init MODEL, whose ratio is used)")
+    if ham is None:
+        found = {_input_hamiltonian(b.source) for b in batches} - {None}
+        if len(found) != 1:
+            raise MagsrError(
+                "give --hamiltonian typeI|typeII|FILE.json (the inputs do not record one)"
+            )
+        ham = found.pop()
+    ham = resolve_hamiltonian(ham)
+    out_dir = Path(job.out_dir)
+    plans = []
+    for batch in batches:
+        h, w = batch.lr.shape[1:3]
+        if h * ratio > 4096 or w * ratio > 4096:
+            raise MagsrError(f"{batch.source}: SR maps of {h * ratio}x{w * ratio} are too large")
+        targets = [out_dir / f"{batch.name}_sr{suffix}" for suffix in (".npy", ".png")]
+        targets.append(out_dir / f"{batch.name}_refine.json")
+        for target in targets:
+            if target.exists() and not job.overwrite:
+                raise MagsrError(f"{target} already exists; use --overwrite or another --out")
+        plans.append((batch, targets))
+    outputs = []
+    for batch, targets in plans:
+        result = refine(batch.lr, ratio, ham, init=init_fn, config=job.config, progress=progress)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_npy(result.sr[0] if batch.single else result.sr, targets[0])
+        save_png(result.sr[0], targets[1])
+        write_json(
+            targets[2],
+            {
+                "input": batch.source,
+                "ratio": ratio,
+                "init": init_name,
+                **describe(ham, job.config),
+                "seconds": result.seconds,
+                "energy_per_spin": result.energy_per_spin,
+                "lr_misfit": result.lr_misfit,
+                "history": result.history,
+            },
+        )
+        outputs.append(RefineOutput(batch.name, result, targets))
+    return outputs
