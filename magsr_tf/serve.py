@@ -35,6 +35,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ _OPENERS = b"[{"
 _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
 _DEPTH_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -635,6 +637,33 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _read_body(self, size: int) -> bytes:
+        """The body, within ``request_timeout`` in all (the socket timeout alone is per
+        read: a client sending a byte now and then would hold its admission forever)."""
+        timeout = self.config.request_timeout
+        deadline = time.monotonic() + timeout
+        chunks, remaining = [], size
+        try:
+            while remaining:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(remaining, _READ_CHUNK))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except TimeoutError as exc:
+            self._body_read = True
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s"
+            ) from exc
+        finally:
+            self.connection.settimeout(timeout)
+        return b"".join(chunks)
+
     def _read_json(self):
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -652,7 +681,7 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body of {size} bytes exceeds the limit of {self.config.max_body_bytes}",
             )
-        raw = self.rfile.read(size)
+        raw = self._read_body(size)
         self._body_read = True
         if len(raw) != size:
             self.close_connection = True

@@ -282,3 +282,27 @@ def test_expect_continue_too_large_is_refused_before_the_body(server):
     answer = raw_exchange(srv, head)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"100 Continue" not in answer and b"exceeds the limit" in answer
+
+
+def test_a_trickling_body_times_out_as_a_whole(server):
+    """One byte every 0.3 s never trips the per-read timeout; the total one (2 s) does."""
+    srv, _, thread = server
+    host, port = srv.server_address[:2]
+    head = f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n".encode()
+    t0 = time.monotonic()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while time.monotonic() - t0 < 8 and not answer:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(0.3)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                pass
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert time.monotonic() - t0 < 6
+    assert thread.is_alive()
