@@ -51,7 +51,7 @@ def serve(
         console.print(f"gRPC (TF Serving PredictionService): {servers.grpc_target}", markup=False)
     console.print("Serving; Ctrl-C stops.")
     try:
-        while True:
+        while servers.alive:
             servers.wait(1.0)
     except KeyboardInterrupt:
         console.print("Stopped.")

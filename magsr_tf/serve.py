@@ -841,6 +841,11 @@ class Servers:
             return None
         return f"{_grpc_host(self.core.config.host)}:{self.grpc_port}"
 
+    @property
+    def alive(self) -> bool:
+        """Whether the REST server is still serving."""
+        return self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> None:
         """Blocks while the REST server runs (until :meth:`stop` or Ctrl-C)."""
         self._thread.join(timeout)
