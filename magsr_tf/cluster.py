@@ -155,13 +155,7 @@ def connect(spec: ClusterSpec, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any
             address = cluster.scheduler_address
         else:
             address = spec.address
-        try:
-            client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise MagsrError(
-                f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
-                f"({_first_line(exc)})"
-            ) from None
+        client = _client(distributed, address, timeout)
         try:
             yield client
         finally:
@@ -169,6 +163,32 @@ def connect(spec: ClusterSpec, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _client(distributed: Any, address: str, timeout: float) -> Any:
+    """``distributed.Client(address)``, or MagsrError after ``timeout`` seconds.
+
+    The Client's own timeout covers the TCP connection but not the handshake
+    after it (distributed 2026.8 waits forever on a port that accepts and never
+    answers), so the Client is made in a helper thread and abandoned if late.
+    """
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except BaseException as exc:  # handed to the caller's thread
+            made["error"] = exc
+
+    thread = threading.Thread(target=make, name="magsr-tf-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "client" in made:
+        return made["client"]
+    reason = "no answer" if thread.is_alive() else _first_line(made["error"])
+    raise MagsrError(
+        f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({reason})"
+    )
 
 
 def _first_line(exc: BaseException) -> str:
