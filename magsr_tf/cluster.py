@@ -151,6 +151,9 @@ def connect(spec: ClusterSpec, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
+                    # The client reports what matters; the workers' own warnings
+                    # (e.g. tasks cancelled on Ctrl-C) would only clutter the terminal.
+                    silence_logs=logging.ERROR,
                 )
             address = cluster.scheduler_address
         else:

@@ -736,7 +736,6 @@ def generate(
         if progress is not None:
             progress(n, n)
         return out
-    _make_folder(out)
 
     with contextlib.ExitStack() as stack:
         client = None
@@ -749,6 +748,7 @@ def generate(
             client = stack.enter_context(cluster.connect(spec, config.cluster_timeout))
             workers = cluster.check_workers(client, backend)
             logger.info("annealing on the Dask cluster %s (%d workers)", spec, workers)
+        _make_folder(out)
         f = stack.enter_context(_open_partial(partial, config, params, magsr_tf.__version__))
         done = int(f.attrs["n_done"])
         if progress is not None:

@@ -151,8 +151,23 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -
         (["generate", "typeI", "--n", "100", "--test", "100"], "n > n_test"),
         (["generate", "typeI", "--n", "20", "--test", "2", "--lattice", "33"], "must be even"),
         (["generate", "typeI", "--n", "20", "--test", "2", "--phases", "16"], "phases"),
+        (["generate", "typeI", "--n", "20", "--test", "2", "--cluster", "sched:8786"], "tcp://"),
+        (["generate", "typeI", "--n", "20", "--test", "2", "--cluster", "local:0"], "local:4"),
+        (
+            ["generate", "typeI", "--n", "20", "--test", "2", "--cluster", "local:2"]
+            + ["--workers", "2"],
+            "with a cluster its workers anneal",
+        ),
     ],
-    ids=["unknown-type", "n-not-above-test", "odd-lattice", "too-many-phases"],
+    ids=[
+        "unknown-type",
+        "n-not-above-test",
+        "odd-lattice",
+        "too-many-phases",
+        "cluster-address",
+        "local-cluster-size",
+        "workers-with-cluster",
+    ],
 )
 def test_bad_parameters_fail_with_one_line(tmp_path, args, fragment):
     result = _run(args + ["--out", str(tmp_path / "x.h5")], tmp_path)
