@@ -95,6 +95,9 @@ def serve(
     batches: str = typer.Option("1,8", help="LR maps per request, comma-separated."),
     protocols: str = typer.Option("rest,grpc", help="Protocols: rest, grpc or both."),
     model: str = typer.Option(None, help="Serve this model (default: an untrained x8)."),
+    batch_maps: int = typer.Option(
+        0, help="Server merges concurrent requests into calls of up to N maps (0: off)."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """REST and gRPC serving under concurrent clients vs in-process inference."""
@@ -114,6 +117,7 @@ def serve(
             batches=sizes,
             protocols=tuple(p.strip() for p in protocols.split(",")),
             model=model,
+            batch_maps=batch_maps,
             progress=on_progress,
         )
     finally:

@@ -24,6 +24,11 @@ def serve(
     max_inflight: int = typer.Option(
         32, "--max-inflight", help="Predict requests admitted at once (more get 503)."
     ),
+    batch_maps: int = typer.Option(
+        0,
+        "--batch-maps",
+        help="Merge concurrent small requests into model calls of up to N maps (0: off).",
+    ),
 ) -> None:
     """Serve every SavedModel under --models over REST and gRPC (Ctrl-C stops)."""
     from magsr_tf.serve import ServeConfig, available_models, start_servers
@@ -35,6 +40,7 @@ def serve(
         grpc_port=None if no_grpc else grpc_port,
         max_concurrent=max_concurrent,
         max_inflight=max_inflight,
+        batch_maps=batch_maps,
     )
     servers = start_servers(config)
     console = output_console()

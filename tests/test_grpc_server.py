@@ -371,3 +371,38 @@ def test_serve_cli_without_grpc_is_a_one_line_error(served, capsys, monkeypatch)
     assert exit_info.value.code == 1
     assert err.startswith("Error: gRPC serving needs") and len(err.splitlines()) == 1
     assert 'pip install "magsr-tf[deploy]"' in err
+
+
+def test_server_side_batching_gives_each_request_its_own_answer(served):
+    """Concurrent gRPC requests of 1-2 maps and two map sizes through --batch-maps 8."""
+    import threading
+
+    _, sr_model, _, root = served
+    servers = start_servers(
+        ServeConfig(models_root=root, port=0, grpc_port=0, batch_maps=8, batch_timeout=0.05)
+    )
+    jobs = [lr_batch((1 + k % 2, 6 + 2 * (k % 3 == 0), 6, 3), seed=SEED + k) for k in range(24)]
+    want = [sr_model(x, training=False).numpy() for x in jobs]
+    answers = [None] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def client(k):
+        with grpc.insecure_channel(servers.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            barrier.wait()
+            answer = stub.Predict(predict_request(jobs[k]), 60.0)
+            answers[k] = tf.make_ndarray(answer.outputs["sr"])
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for k in range(len(jobs)):
+            np.testing.assert_allclose(answers[k], want[k], atol=1e-5)
+        calls = sum(b.calls for b in servers.core._batchers.values())
+        assert calls < len(jobs)  # merged: 24 requests of 36 maps, at most 8 maps per call
+        assert calls >= 36 // 8
+    finally:
+        servers.stop()

@@ -306,3 +306,40 @@ def test_a_trickling_body_times_out_as_a_whole(server):
     assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
     assert time.monotonic() - t0 < 6
     assert thread.is_alive()
+
+
+def test_batcher_merges_concurrent_requests_into_one_call():
+    from magsr_tf.serve import Batcher, Gate, Servable
+
+    sizes = []
+
+    def fn(lr):
+        sizes.append(int(lr.shape[0]))
+        return {"sr": lr * 2.0}
+
+    servable = Servable("fake", 1, fn, "lr", "sr", 3, 1)
+    gate = Gate(max_inflight=8, max_concurrent=1, memory_budget=10**9, queue_timeout=30)
+    # One worker that waits up to 5 s for company: the 4 requests below form one call.
+    batcher = Batcher(servable, gate, max_maps=4, timeout=5.0, workers=1)
+    inputs = [np.full((1, 3, 3, 3), k, dtype="float32") for k in range(4)]
+    answers = [None] * 4
+    barrier = threading.Barrier(4)
+
+    def client(k):
+        barrier.wait()
+        answers[k] = batcher.run(inputs[k])
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert time.monotonic() - t0 < 4.5, "a full call does not wait for the timeout"
+    assert sizes == [4] and batcher.calls == 1
+    for k in range(4):
+        np.testing.assert_array_equal(answers[k], 2.0 * inputs[k])
+    # A different map size is never merged: it goes in a call of its own.
+    other = np.ones((1, 5, 5, 3), "float32")
+    np.testing.assert_array_equal(batcher.run(other), 2.0 * other)
+    assert sizes[-1] == 1

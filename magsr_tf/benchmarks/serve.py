@@ -18,10 +18,13 @@ One run:
 Rows (one per protocol and batch): requests/s, SR images/s, p50 / p99 latency,
 the ratio to the in-process rate at the same batch (``x_in_process``) and,
 for gRPC, to REST at the same batch (``x_rest``), plus the server's CPU time
-per request (from ``/proc``: robust against other jobs on the machine, which
-move the wall-clock rates). REST clients read each answer whole but decode
-only the first one, so the REST rate is the server's, not the client's JSON
-parsing.
+per request (from ``/proc``) and its ratio to the CPU time of one in-process
+call (``x_in_process_cpu``: 1 when serving adds no CPU work). The CPU figures
+hardly move with other jobs on the machine, the wall-clock rates do: the
+scheduler shares the cores per thread, so the server and its 16 clients get
+more of a busy machine than the 2-thread reference loop. REST clients read
+each answer whole but decode only the first one, so the REST rate is the
+server's, not the client's JSON parsing.
 """
 
 from __future__ import annotations
@@ -96,11 +99,18 @@ def _cpu_seconds(pid: int) -> float:
 class _ServerProcess:
     """``magsr-tf serve`` on free ports in a subprocess; stops when stdin closes."""
 
-    def __init__(self, root: Path, clients: int):
+    def __init__(self, root: Path, clients: int, batch_maps: int = 0):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OPENBLAS_NUM_THREADS="1")
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "magsr_tf.benchmarks.serve", str(root), str(clients)],
+            [
+                sys.executable,
+                "-m",
+                "magsr_tf.benchmarks.serve",
+                str(root),
+                str(clients),
+                str(batch_maps),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -260,6 +270,7 @@ def bench_serve(
     protocols: tuple[str, ...] = PROTOCOLS,
     ratio: int = DEFAULT_RATIO,
     model: str | None = None,
+    batch_maps: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Measures REST and gRPC serving against in-process inference (see the module docstring).
@@ -272,6 +283,8 @@ def bench_serve(
         protocols: "rest" and/or "grpc".
         ratio: up-sampling ratio of the untrained model.
         model: serve this model folder or name instead (its newest SavedModel).
+        batch_maps: the server merges concurrent requests into calls of up to
+            this many maps (``magsr-tf serve --batch-maps``; 0: off).
         progress: ``progress(done, total)`` after each measurement.
 
     Returns:
@@ -306,7 +319,7 @@ def bench_serve(
             inputs[batch] = rng.normal(size=(batch, LR_SIZE, LR_SIZE, channels)).astype("f4")
             want[batch] = fn(lr=tf.constant(inputs[batch]))["sr"].numpy()
 
-        server = _ServerProcess(root, clients)
+        server = _ServerProcess(root, clients, batch_maps)
         rows = []
         try:
             for protocol in protocols:
@@ -340,6 +353,7 @@ def bench_serve(
                             "clients": clients,
                             "lr_shape": f"{LR_SIZE}x{LR_SIZE}x{channels}",
                             "ratio": f"x{served_ratio}",
+                            "server_batching": batch_maps,
                             "requests": measured["requests"],
                             "requests_per_s": measured["requests_per_s"],
                             "sr_images_per_s": images_per_s,
@@ -349,6 +363,7 @@ def bench_serve(
                             "x_in_process": images_per_s / ref_rate,
                             "server_cpu_ms_per_request": 1e3 * cpu / max(1, measured["requests"]),
                             "in_process_cpu_ms_per_call": 1e3 * ref_cpu,
+                            "x_in_process_cpu": ref_cpu * max(1, measured["requests"]) / cpu,
                             "errors": measured["errors"],
                         }
                     )
@@ -364,7 +379,7 @@ def bench_serve(
     return rows
 
 
-def _serve_main(root: str, clients: str) -> None:
+def _serve_main(root: str, clients: str, batch_maps: str) -> None:
     """The server subprocess: prints its addresses as one JSON line, serves until stdin ends."""
     from magsr_tf.serve import ServeConfig, start_servers
 
@@ -375,6 +390,7 @@ def _serve_main(root: str, clients: str) -> None:
             grpc_port=0,
             max_inflight=max(32, 2 * int(clients)),
             max_concurrent=MAX_CONCURRENT,
+            batch_maps=int(batch_maps),
         )
     )
     print(json.dumps({"rest": servers.rest_url, "grpc": servers.grpc_target}), flush=True)
@@ -385,4 +401,4 @@ def _serve_main(root: str, clients: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve_main(*sys.argv[1:3])
+    _serve_main(*sys.argv[1:4])
