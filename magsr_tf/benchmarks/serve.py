@@ -66,7 +66,7 @@ def _timed_inference(fn, x, seconds: float, threads: int) -> tuple[float, float]
     """Calls per second and CPU seconds per call of ``fn(x)`` in ``threads`` threads.
 
     As many threads as the server runs model calls at once: on 2 cores two
-    concurrent calls measured 15-80 % faster than one after the other, and the
+    concurrent calls measured 15-85 % faster than one after the other, and the
     reference should be the best the server could do.
     """
     fn(x)
