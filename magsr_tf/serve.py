@@ -471,10 +471,11 @@ class Batcher:
         self.gate = gate
         self.max_maps = max_maps
         self.timeout = timeout
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._empty = queue.Empty
         self.calls = 0
         """Model calls made so far (tests and logs)."""
+        self._workers = workers
         for k in range(workers):
             name = f"batcher-{servable.name}-{k}"
             threading.Thread(target=self._work, name=name, daemon=True).start()
@@ -490,17 +491,27 @@ class Batcher:
             raise pending.error
         return pending.sr
 
+    def close(self) -> None:
+        """Ends the worker threads once the requests queued before are answered."""
+        for _ in range(self._workers):
+            self._queue.put(None)
+
     def _work(self) -> None:
         held: _Pending | None = None  # a request of another size, first of the next call
         while True:
             first = held or self._queue.get()
             held = None
+            if first is None:
+                return
             group, maps = [first], first.lr.shape[0]
             deadline = time.monotonic() + self.timeout
             while maps < self.max_maps:
                 try:
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except self._empty:
+                    break
+                if item is None:  # closing: answer this group, then stop
+                    self._queue.put(None)
                     break
                 if item.lr.shape[1:] != first.lr.shape[1:] or maps + item.lr.shape[0] > (
                     self.max_maps
@@ -558,6 +569,13 @@ class ServingCore:
                     self.config.max_concurrent,
                 )
             return self._batchers[key]
+
+    def close(self) -> None:
+        """Stops the batchers' threads (the server has stopped taking requests)."""
+        with self._batchers_lock:
+            for batcher in self._batchers.values():
+                batcher.close()
+            self._batchers.clear()
 
     def check_input(self, servable: Servable, lr: np.ndarray) -> int:
         """Checks an LR batch against the model and the limits; returns the answer's size."""
@@ -985,6 +1003,7 @@ class Servers:
         self.rest.shutdown()
         self.rest.server_close()
         self._thread.join(timeout=10)
+        self.core.close()
 
 
 def _grpc_host(host: str) -> str:

@@ -343,3 +343,10 @@ def test_batcher_merges_concurrent_requests_into_one_call():
     other = np.ones((1, 5, 5, 3), "float32")
     np.testing.assert_array_equal(batcher.run(other), 2.0 * other)
     assert sizes[-1] == 1
+    before = threading.active_count()
+    batcher.close()
+    for _ in range(100):
+        if threading.active_count() == before - 1:
+            break
+        time.sleep(0.05)
+    assert threading.active_count() == before - 1  # the worker ended
