@@ -388,6 +388,7 @@ class GrpcPredictor:
         from tensorflow_serving.apis import predict_pb2
 
         from magsr_tf.grpc_server import array_to_proto, proto_to_array
+        from magsr_tf.serve import RequestError
 
         request = predict_pb2.PredictRequest()
         self._spec(request.model_spec)
@@ -396,7 +397,10 @@ class GrpcPredictor:
         answer = self._call(self._stub.Predict, request)
         if self.output_name not in answer.outputs:
             raise MagsrError(f"grpc://{self.target}: no '{self.output_name}' in the answer")
-        return np.array(proto_to_array(answer.outputs[self.output_name], self.output_name))
+        try:
+            return np.array(proto_to_array(answer.outputs[self.output_name], self.output_name))
+        except RequestError as exc:  # the server's answer, not ours, is malformed
+            raise MagsrError(f"grpc://{self.target} answered a bad tensor: {exc}") from exc
 
 
 def run_predictor(
