@@ -134,6 +134,12 @@ def fit(
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
+    physics_weight: float = typer.Option(
+        None,
+        "--physics-weight",
+        help="Weight w of the energy prior w*E_H(SR)/N in the loss (0: LR loss only; "
+        "default 0.03 when the dataset records its Hamiltonian; docs/physics_prior.md).",
+    ),
 ) -> None:
     """Train on LR images only; write the SR model (.keras + TF Serving SavedModel) and scores."""
     from magsr_tf.fit import FitConfig
@@ -150,6 +156,7 @@ def fit(
         out=out,
         strategy=strategy,
         seed=seed,
+        physics_weight=physics_weight,
     )
     console = output_console()
     display = _Display(console)

@@ -35,7 +35,13 @@ import numpy as np
 from magsr_tf import MagsrError
 from magsr_tf.physics.hamiltonian import Hamiltonian, TypeI, TypeII, make_hamiltonian
 
-__all__ = ["BOUNDARIES", "SpinEnergy", "resolve_hamiltonian", "hamiltonian_to_json"]
+__all__ = [
+    "BOUNDARIES",
+    "SpinEnergy",
+    "dataset_hamiltonian",
+    "resolve_hamiltonian",
+    "hamiltonian_to_json",
+]
 
 BOUNDARIES = ("periodic", "open")
 
@@ -99,6 +105,24 @@ def resolve_hamiltonian(spec) -> Hamiltonian:
 def hamiltonian_to_json(ham: Hamiltonian) -> dict:
     """The JSON-able description that :func:`resolve_hamiltonian` reads back."""
     return {"kind": ham.kind, **dataclasses.asdict(ham)}
+
+
+def dataset_hamiltonian(path) -> Hamiltonian | None:
+    """The Hamiltonian recorded in a magsr-tf dataset's ``hamiltonian`` attribute, or None.
+
+    Raises:
+        MagsrError: the file cannot be opened, or the attribute is unreadable.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("hamiltonian")
+    except OSError as exc:
+        raise MagsrError(f"cannot read {path}: {exc}") from exc
+    if raw is None:
+        return None
+    return resolve_hamiltonian(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
 def _dipolar_kernel(h: int, w: int, boundary: str) -> np.ndarray:

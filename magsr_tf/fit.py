@@ -53,6 +53,10 @@ VALIDATION_IMAGES = 16
 # for plain cosine decay), so that is the default schedule (docs/training.md).
 DEFAULT_LEARNING_RATE = 0.003
 
+# Weight w of the energy prior, loss = MSE(LR in, LR out) + w E_H(SR)/N, used
+# when the dataset records the Hamiltonian that made it (docs/physics_prior.md).
+DEFAULT_PHYSICS_WEIGHT = 0.03
+
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -73,6 +77,9 @@ class FitConfig:
         seed: training seed.
         version: SavedModel version folder.
         data_dir: where "typeI"/"typeII" datasets live.
+        physics_weight: weight w of the energy prior (``w E_H(SR) / N`` added to
+            the LR loss); None means :data:`DEFAULT_PHYSICS_WEIGHT` when the
+            dataset records its Hamiltonian and has 3 components, else 0.
     """
 
     data: str = "typeI"
@@ -87,14 +94,31 @@ class FitConfig:
     seed: int = 0
     version: int = 1
     data_dir: Path = field(default=DATA_DIR)
+    physics_weight: float | None = None
 
     def __post_init__(self):
-        self.train_config()  # fail on bad options before any dataset is generated
+        # Fail on bad options before any dataset is generated (any Hamiltonian will do).
+        self.train_config(hamiltonian={"kind": "typeI"})
         if self.version < 1:
             raise MagsrError(f"version must be >= 1. Received: version={self.version}")
 
-    def train_config(self, channels: int = 3, out_dir: Path | None = None) -> TrainConfig:
-        """The training configuration of this job for data with ``channels`` components."""
+    def train_config(
+        self, channels: int = 3, out_dir: Path | None = None, hamiltonian: dict | None = None
+    ) -> TrainConfig:
+        """The training configuration of this job for data with ``channels`` components.
+
+        ``hamiltonian`` is the data's (None if the dataset does not say); the
+        energy prior is on by default when it is known and the maps have 3
+        components.
+        """
+        weight = self.physics_weight
+        if weight is None:
+            weight = DEFAULT_PHYSICS_WEIGHT if hamiltonian is not None and channels == 3 else 0.0
+        if weight > 0 and hamiltonian is None:
+            raise MagsrError(
+                "the dataset records no Hamiltonian, so the energy prior cannot be used; "
+                "pass --physics-weight 0"
+            )
         return TrainConfig(
             model=ModelConfig(ratio=self.ratio, channels=channels),
             epochs=QUICK_EPOCHS if self.epochs is None else self.epochs,
@@ -107,6 +131,8 @@ class FitConfig:
             seed=self.seed,
             out_dir=out_dir,
             strategy=self.strategy,
+            physics_weight=weight,
+            hamiltonian=hamiltonian,
         )
 
     @property
@@ -237,7 +263,14 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
 
     model_dir = config.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
-    train_config = config.train_config(info.channels, model_dir / "train")
+    from magsr_tf.energy import dataset_hamiltonian, hamiltonian_to_json
+
+    ham = dataset_hamiltonian(path)
+    ham_json = hamiltonian_to_json(ham) if ham is not None else None
+    train_config = config.train_config(info.channels, model_dir / "train", ham_json)
+    if ham_json is not None:
+        # refine --init MODEL and evaluate read the training data's Hamiltonian here.
+        write_json(model_dir / "hamiltonian.json", ham_json)
     write_json(
         model_dir / "train_config.json",
         {**train_config.to_dict(), "data": str(path), "magsr_tf_version": __version__},
@@ -268,6 +301,8 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
         "data": str(path),
         "kind": info.kind,
         "ratio": config.ratio,
+        "hamiltonian": ham_json,
+        "physics_weight": train_config.physics_weight,
         "n_train": n_train,
         "n_test": info.n_test,
         "train_seconds": train_seconds,

@@ -455,6 +455,12 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
             return super_resolve(model, lr)
 
     if ratio is None:
+        # FILE.h5:lr/x8 names its ratio.
+        named = {re.search(r":/?lr/x(\d+)", b.source) for b in batches}
+        found = {int(m[1]) for m in named if m is not None}
+        if len(found) == 1 and None not in named:
+            ratio = found.pop()
+    if ratio is None:
         raise MagsrError("give --ratio (or --init MODEL, whose ratio is used)")
     if ham is None:
         found = {_input_hamiltonian(b.source) for b in batches} - {None}

@@ -72,6 +72,12 @@ class TrainConfig:
             "default", "mirrored" or "multiworker".
         recalibrate_bn_batches: batches used to re-estimate BatchNorm
             statistics after training (0: keep the moving averages).
+        physics_weight: w of the energy prior: the loss is
+            MSE(LR in, LR out) + w * E_H(SR) / N (0: the paper's LR-only loss).
+            Still unsupervised: the prior needs the Hamiltonian, never HR data.
+        hamiltonian: the data's Hamiltonian (a JSON-able dict as
+            :func:`magsr_tf.energy.hamiltonian_to_json` writes it); required
+            when ``physics_weight > 0``.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -85,6 +91,8 @@ class TrainConfig:
     out_dir: Path | None = None
     strategy: str = "auto"
     recalibrate_bn_batches: int = 16
+    physics_weight: float = 0.0
+    hamiltonian: dict | None = None
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -99,6 +107,23 @@ class TrainConfig:
             raise MagsrError(
                 f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}"
             )
+        if not (self.physics_weight >= 0 and math.isfinite(self.physics_weight)):
+            raise MagsrError(
+                f"physics weight must be >= 0. Received: physics_weight={self.physics_weight}"
+            )
+        if self.physics_weight > 0:
+            if self.hamiltonian is None:
+                raise MagsrError(
+                    "the energy prior (physics_weight > 0) needs the data's Hamiltonian"
+                )
+            if self.model.channels != 3:
+                raise MagsrError(
+                    "the energy prior needs 3-component spin maps; use physics_weight=0 for "
+                    f"{self.model.channels}-channel data"
+                )
+            from magsr_tf.energy import resolve_hamiltonian
+
+            resolve_hamiltonian(self.hamiltonian)  # fail early on a bad description
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise MagsrError(
                 f"steps_per_epoch must be >= 1. Received: steps_per_epoch={self.steps_per_epoch}"
@@ -283,19 +308,44 @@ def sr_validation(sr_model, lr: np.ndarray, hr: np.ndarray, batch: int = 32) -> 
     }
 
 
-def make_train_step(strategy, training_model, optimizer, global_batch_size: int):
+def make_train_step(
+    strategy,
+    training_model,
+    optimizer,
+    global_batch_size: int,
+    physics_weight: float = 0.0,
+    energy=None,
+    sr_model=None,
+):
     """A compiled step ``train_step(iterator) -> loss`` for ``strategy``.
 
-    Each replica computes MSE(LR in, LR out) on its share of the batch, scaled
-    by the global batch size; the optimizer all-reduces (sums) the gradients.
+    Each replica computes MSE(LR in, LR out) on its share of the batch (plus
+    ``physics_weight * energy(SR)``, the energy per spin of the SR map, when an
+    energy prior is given), scaled by the global batch size; the optimizer
+    all-reduces (sums) the gradients.
     """
     tf = _tf()
+    import keras
+
     variables = training_model.trainable_variables
+    with_prior = physics_weight > 0
+    if with_prior:
+        if energy is None or sr_model is None:
+            raise MagsrError("the energy prior needs the energy and the SR model")
+        # One forward pass gives both the LR reconstruction and the SR map.
+        both = keras.Model(
+            training_model.inputs, [training_model.outputs[0], sr_model.outputs[0]]
+        )
 
     def replica_step(lr):
         with tf.GradientTape() as tape:
-            out = training_model(lr, training=True)
-            per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
+            if with_prior:
+                out, sr = both(lr, training=True)
+                per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
+                per_image += physics_weight * energy(sr)
+            else:
+                out = training_model(lr, training=True)
+                per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
             loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch_size)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
@@ -364,7 +414,22 @@ def train(
     dist_ds = build_dataset(source, config, strategy, first_epoch=first_epoch)
     iterator = iter(dist_ds)
 
-    train_step = make_train_step(strategy, training_model, optimizer, config.batch_size)
+    energy = None
+    if config.physics_weight > 0:
+        from magsr_tf.energy import SpinEnergy
+
+        # Simulated lattices are periodic; reflect-padded (image) models get open bonds.
+        boundary = "periodic" if config.model.padding == "periodic" else "open"
+        energy = SpinEnergy(config.hamiltonian, boundary=boundary, dtype="float32")
+    train_step = make_train_step(
+        strategy,
+        training_model,
+        optimizer,
+        config.batch_size,
+        physics_weight=config.physics_weight,
+        energy=energy,
+        sr_model=sr_model,
+    )
 
     writer = None
     if config.out_dir is not None and chief:
