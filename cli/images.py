@@ -48,6 +48,25 @@ def fit_image(
         help="Add the aligned bicubic as a global skip (default: on for one image, off for three).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model."),
+    degradation: str = typer.Option(
+        "gaussian:1",
+        "--degradation",
+        help="Blur that made the LR image: gaussian:SIGMA, gaussian:auto (estimate SIGMA from "
+        "the image), box[:WIDTH] or psf:FILE.npy (native pixels).",
+    ),
+    prior: str = typer.Option(
+        "none",
+        "--prior",
+        help="Physics prior of the reconstruction: none, exchange or anisotropy.",
+    ),
+    anisotropy: float = typer.Option(
+        None, "--anisotropy", help="K/J of the prior (default: chosen from the LR image)."
+    ),
+    network: bool = typer.Option(
+        True,
+        "--network/--no-network",
+        help="Train the patch network (with a prior: the prior refines its SR).",
+    ),
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
     from magsr_tf.images import FitImageConfig
@@ -68,6 +87,10 @@ def fit_image(
         value_range=_pair(value_range, ",", "LOW,HIGH"),
         residual=residual,
         overwrite=overwrite,
+        degradation=degradation,
+        prior=prior,
+        anisotropy=anisotropy,
+        network=network,
     )
     console = output_console()
     with progress_bar(stderr=False, unit="step") as bar:
@@ -79,6 +102,9 @@ def fit_image(
                 done = (event["epoch"] - 1) * event["steps"] + event["step"]
                 info = f"epoch {event['epoch']}/{event['epochs']} loss {event['loss']:.2e}"
                 bar.update(task, total=total, completed=done, info=info)
+            elif event.get("kind") == "prior":
+                info = f"prior, L-BFGS iteration {event['iteration']}"
+                bar.update(task, total=event["max_iter"], completed=event["iteration"], info=info)
 
         result = run(config, progress=progress)
     for role, path in result.files.items():

@@ -61,10 +61,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
     8-/16-bit and float TIFFs keep their values; colour images are reduced to
     luma (false-colour palettes of scanning-probe software rise monotonically
-    in R, G and B, so luma keeps their order).
+    in R, G and B, so luma keeps their order). An alpha channel is ignored
+    when every pixel is opaque.
 
     Raises:
-        MagsrError: missing, unreadable or not a picture.
+        MagsrError: missing, unreadable or not a picture, or transparent pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -74,7 +75,18 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("RGB", "RGBA", "P", "LA", "CMYK", "YCbCr"):
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")
+            if "A" in img.getbands():
+                # Transparent pixels have no measured value: refuse them rather
+                # than read whatever colour lies under the alpha channel.
+                if img.getchannel("A").getextrema()[0] < 255:
+                    raise MagsrError(
+                        f"{path} has transparent pixels (an alpha channel below 255); "
+                        "flatten or crop it first"
+                    )
+                logger.info("%s has an opaque alpha channel: ignoring it", path)
+            if img.mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
                 logger.info("%s is colour (%s): using its luma", path, img.mode)
                 img = img.convert("L")
             array = np.asarray(img, dtype=np.float64)
@@ -302,10 +314,13 @@ def comparison_figure(
     path: Path,
     ratio: int,
     title: str = "",
+    truth: np.ndarray | None = None,
 ) -> Path:
     """A figure like Lee et al.'s Fig. 7: LR input, then each up-sampled map side by side.
 
-    Three-component maps show m_z. Written atomically as PNG.
+    Three-component maps show m_z. With ``truth``, a second row shows each
+    map minus the truth (red above, blue below, +-0.5 full scale). Written
+    atomically as PNG.
     """
     import matplotlib
 
@@ -313,10 +328,20 @@ def comparison_figure(
     import matplotlib.pyplot as plt
 
     shown = {f"LR input (x1/{ratio})": lr, **panels}
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6), squeeze=False)
+    rows = 1 if truth is None else 2
+    fig, axes = plt.subplots(
+        rows, len(shown), figsize=(3.2 * len(shown), 3.6 * rows), squeeze=False
+    )
     for ax, (label, spins) in zip(axes[0], shown.items(), strict=True):
         ax.imshow(np.asarray(spins)[..., -1], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
         ax.set_title(label, fontsize=9)
+    if truth is not None:
+        axes[1, 0].set_axis_off()
+        for ax, (label, spins) in zip(axes[1, 1:], panels.items(), strict=True):
+            diff = np.asarray(spins)[..., -1] - np.asarray(truth)[..., -1]
+            ax.imshow(diff, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest")
+            ax.set_title(f"{label} - native", fontsize=8)
+    for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
@@ -359,6 +384,16 @@ class FitImageConfig:
             off for three, as measured in docs/real_images.md.
         augment: the trainer's random quarter turns (lattice and spins) and spin flips.
         overwrite: replace an existing model in ``out_dir``.
+        degradation: the blur that made the LR image (``gaussian:SIGMA``,
+            ``box[:WIDTH]``, ``psf:FILE.npy``, see :mod:`magsr_tf.degradation`;
+            ``gaussian:auto`` estimates sigma from the LR image). Used by
+            ``degrade`` and by the prior; the network keeps the sigma = 1 Gaussian.
+        prior: ``"none"``, or the physics prior of the reconstruction
+            (``"exchange"``, ``"anisotropy"``; :mod:`magsr_tf.image_prior`).
+        anisotropy: K / J of the prior; None: chosen from the LR image.
+        network: train the patch network. With a prior as well, the network's
+            SR is the prior's starting point; without, the prior starts from
+            aligned bicubic and no model is written.
     """
 
     images: tuple[Path, ...]
@@ -380,9 +415,36 @@ class FitImageConfig:
     residual: bool | None = None
     augment: bool = True
     overwrite: bool = False
+    degradation: str = "gaussian:1"
+    prior: str = "none"
+    anisotropy: float | None = None
+    network: bool = True
 
     def __post_init__(self):
+        from magsr_tf.degradation import parse_degradation
+        from magsr_tf.image_prior import PRIORS, PriorConfig
+
         object.__setattr__(self, "images", tuple(Path(p) for p in self.images))
+        if self.prior not in ("none", *PRIORS):
+            raise MagsrError(
+                f"prior must be one of {('none', *PRIORS)}. Received: prior={self.prior!r}"
+            )
+        if self.prior != "none":
+            PriorConfig(self.prior, self.anisotropy)  # checks the anisotropy
+        if not self.network and self.prior == "none":
+            raise MagsrError("without the network (--no-network) give a --prior")
+        if self.auto_sigma:
+            if self.degrade:
+                raise MagsrError(
+                    "gaussian:auto estimates an unknown blur; --degrade needs it given"
+                )
+        else:
+            deg = parse_degradation(self.degradation)
+            if self.network and not deg.is_default:
+                raise MagsrError(
+                    "the network is trained with the sigma = 1 Gaussian only; use --no-network "
+                    f"with another degradation. Received: degradation={self.degradation!r}"
+                )
         if len(self.images) not in (1, 3):
             raise MagsrError(
                 f"give one image (m_z) or three (m_x m_y m_z). Received: {len(self.images)} images"
@@ -404,6 +466,11 @@ class FitImageConfig:
             )
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 2):
             raise MagsrError(f"crop must be (height, width) >= 2. Received: crop={self.crop}")
+
+    @property
+    def auto_sigma(self) -> bool:
+        """True for ``gaussian:auto`` (sigma estimated from the LR image)."""
+        return self.degradation.replace(" ", "").lower() == "gaussian:auto"
 
     @property
     def use_residual(self) -> bool:
@@ -473,10 +540,15 @@ def prepare_fit_data(config: FitImageConfig) -> tuple[np.ndarray, np.ndarray | N
                 f"multiples of {config.ratio}. Received: ratio={config.ratio}"
             )
         truth = spins
-        lr = downsample(truth, config.ratio, padding=config.padding)
+        lr = downsample(truth, config.ratio, config.padding, degradation=config.degradation)
     else:
         lr = spins
-    if min(lr.shape[:2]) < config.patch:
+    if min(lr.shape[:2]) < MIN_PATCH:
+        raise MagsrError(
+            f"the LR image {lr.shape[0]}x{lr.shape[1]} is too small; it needs at least "
+            f"{MIN_PATCH}x{MIN_PATCH} pixels"
+        )
+    if config.network and min(lr.shape[:2]) < config.patch:
         raise MagsrError(
             f"the LR image {lr.shape[0]}x{lr.shape[1]} is smaller than one patch; use a smaller "
             f"--patch or a larger image. Received: patch={config.patch}"
@@ -539,61 +611,117 @@ def fit_image(
         The SR map and the written files (see :class:`FitImageResult`).
     """
     from magsr_tf.baselines import upsample
+    from magsr_tf.degradation import estimate_sigma, parse_degradation
     from magsr_tf.export import export_saved_model
+    from magsr_tf.image_prior import PriorConfig, reconstruct
 
     model_dir = config.model_dir
     keras_path = model_dir / "model.keras"
-    for existing in (keras_path, model_dir / "1"):
-        if existing.exists() and not config.overwrite:
-            raise MagsrError(f"{existing} already exists; use another --out or --overwrite")
+    if config.network:
+        for existing in (keras_path, model_dir / "1"):
+            if existing.exists() and not config.overwrite:
+                raise MagsrError(f"{existing} already exists; use another --out or --overwrite")
+    elif (model_dir / "fit_image" / "summary.json").exists() and not config.overwrite:
+        raise MagsrError(
+            f"{model_dir / 'fit_image'} already exists; use another --out or --overwrite"
+        )
     lr, truth = prepare_fit_data(config)
-    rng = np.random.default_rng(config.seed)
-    patches = random_patches(lr, config.patch, config.patches, rng)
-    logger.info("fit-image: %d patches %s from LR %s", len(patches), patches.shape[1:], lr.shape)
+    if config.auto_sigma:
+        sigma = estimate_sigma(lr[..., -1], config.ratio)
+        logger.info("fit-image: blur sigma estimated from the LR image: %.3f", sigma)
+        degradation = parse_degradation(f"gaussian:{max(sigma, 0.05):.4g}")
+    else:
+        degradation = parse_degradation(config.degradation)
+    files: dict[str, Path] = {}
+    history: list = []
+    maps: dict[str, np.ndarray] = {}
+    sr_net = None
+    if config.network:
+        rng = np.random.default_rng(config.seed)
+        patches = random_patches(lr, config.patch, config.patches, rng)
+        logger.info(
+            "fit-image: %d patches %s from LR %s", len(patches), patches.shape[1:], lr.shape
+        )
+        sr_model, history = (train_fn or _default_train)(patches, config, progress)
 
-    sr_model, history = (train_fn or _default_train)(patches, config, progress)
+        def run(batch):
+            return sr_model(batch, training=False).numpy()
 
-    def run(batch):
-        return sr_model(batch, training=False).numpy()
-
-    sr = tiled_apply(run, lr[None], config.ratio, padding=config.padding)[0]
+        sr_net = tiled_apply(run, lr[None], config.ratio, padding=config.padding)[0]
+        maps["sr"] = sr_net
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp_keras = _atomic_target(keras_path.with_suffix(".keras"))
+        try:
+            sr_model.save(tmp_keras)
+            _commit(tmp_keras, keras_path)
+        finally:
+            tmp_keras.unlink(missing_ok=True)
+        files["model"] = keras_path
+        files["saved_model"] = export_saved_model(
+            sr_model, model_dir, version=1, overwrite=config.overwrite
+        )
+    prior_info = {}
+    if config.prior != "none":
+        result = reconstruct(
+            lr,
+            config.ratio,
+            degradation,
+            PriorConfig(config.prior, config.anisotropy),
+            init=sr_net,
+            callback=progress,
+        )
+        maps["network+prior" if config.network else "prior"] = result.image
+        prior_info = {
+            "prior": config.prior,
+            "anisotropy": result.anisotropy,
+            "choice": result.choice,
+            "iterations": result.iterations,
+            "seconds": result.seconds,
+            "lr_rms": result.lr_rms,
+            "start": "network" if config.network else "bicubic",
+        }
+    sr = list(maps.values())[-1]
     baselines = {
         method: upsample(lr, config.ratio, method, aligned=True, padding=config.padding)
         for method in ("gaussian", "bicubic")
     }
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-    tmp_keras = _atomic_target(keras_path.with_suffix(".keras"))
-    try:
-        sr_model.save(tmp_keras)
-        _commit(tmp_keras, keras_path)
-    finally:
-        tmp_keras.unlink(missing_ok=True)
-    saved_model = export_saved_model(sr_model, model_dir, version=1, overwrite=config.overwrite)
-
     out = model_dir / "fit_image"
-    files = {"model": keras_path, "saved_model": saved_model}
     files["sr_npy"] = save_npy(sr, out / "sr.npy")
     files["sr_png"] = save_png(sr, out / "sr.png")
     files["lr_png"] = save_png(lr, out / "lr.png")
     for method, hr in baselines.items():
         files[f"{method}_png"] = save_png(np.clip(hr, -1, 1), out / f"{method}.png")
+    for name, image in maps.items():
+        if name != "sr":
+            files[f"{name.replace('+', '_')}_png"] = save_png(
+                np.clip(image, -1, 1), out / f"{name.replace('+', '_')}.png"
+            )
+    labels = {"sr": "SR network", "prior": f"{config.prior} prior"}
+    labels["network+prior"] = f"network + {config.prior} prior"
     panels = {
         f"Gaussian x{config.ratio}": baselines["gaussian"],
         f"bicubic x{config.ratio}": baselines["bicubic"],
-        f"SR network x{config.ratio}": sr,
+        **{f"{labels[name]} x{config.ratio}": image for name, image in maps.items()},
     }
     metrics = {}
     if truth is not None:
         panels["native (truth)"] = truth
         files["truth_png"] = save_png(truth, out / "truth.png")
-        metrics = score_against_truth(truth, {"sr": sr, **baselines})
+        metrics = score_against_truth(truth, {**maps, **baselines})
     files["figure"] = comparison_figure(
-        lr, panels, out / "figure.png", config.ratio, title=", ".join(p.name for p in config.images)
+        lr,
+        panels,
+        out / "figure.png",
+        config.ratio,
+        title=", ".join(p.name for p in config.images),
+        truth=truth,
     )
     summary = {
         "config": {**asdict(config), "images": [str(p) for p in config.images]},
         "residual": config.use_residual,
+        "degradation": degradation.to_config(),
+        "prior": prior_info,
         "lr_shape": list(lr.shape),
         "sr_shape": list(sr.shape),
         "metrics": metrics,
