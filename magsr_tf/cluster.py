@@ -162,10 +162,27 @@ def connect(spec: ClusterSpec, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any
         try:
             yield client
         finally:
-            client.close()
+            with _quiet_dask():
+                client.close()
     finally:
         if cluster is not None:
-            cluster.close()
+            with _quiet_dask():
+                cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Silence Dask's loggers while closing: a client whose scheduler is gone
+    logs the traceback of its cancelled reconnection attempt, after our error
+    has already said what happened."""
+    # Dask sets levels on several of its loggers, so disable logging as a whole
+    # for the moment of the close (nothing of ours is logged meanwhile).
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _client(distributed: Any, address: str, timeout: float) -> Any:

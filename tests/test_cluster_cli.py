@@ -251,3 +251,48 @@ def test_unreachable_scheduler_fails_with_one_line_within_the_timeout(tmp_path):
     # The command's own start-up (Python, h5py, numba) comes on top of the 3 s.
     assert elapsed < 30
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # a scheduler and a worker of its own
+def test_lost_scheduler_fails_with_one_line_and_keeps_the_rows(reference, tmp_path):
+    doomed = DaskCluster(tmp_path)
+    out = tmp_path / "lost.h5"
+    partial = partial_path(out)
+    try:
+        doomed.start_worker("only")
+        doomed.connect()
+        _wait_for(lambda: set(doomed.names()) == {"only"}, "the worker")
+        doomed.client.close()
+        doomed.client = None
+        proc = subprocess.Popen(
+            _command() + ARGS + ["--cluster", doomed.address, "--out", str(out)],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for(
+                lambda: proc.poll() is not None or bool(partial.exists() and _n_done(partial)),
+                "rows written",
+            )
+            assert proc.poll() is None, "the run finished before the scheduler could be killed"
+            _stop(doomed.scheduler)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        doomed.close()
+    assert proc.returncode == 1
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: lost the Dask scheduler"), stderr
+    assert "Traceback" not in stderr
+    with h5py.File(partial, "r") as f:
+        n_done = int(f.attrs["n_done"])
+    assert 0 < n_done < N
+    # The rows kept are final: the same command on one machine finishes the file.
+    result = _run(ARGS + ["--workers", "1", "--out", str(out)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    _assert_same_arrays(out, reference)
