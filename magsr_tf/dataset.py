@@ -49,7 +49,7 @@ import numpy as np
 
 import magsr_tf
 from magsr_tf import RATIOS, MagsrError
-from magsr_tf.cluster import CONNECT_TIMEOUT, parse_cluster
+from magsr_tf import cluster as dask_cluster
 from magsr_tf.downsample import downsample
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class GenerateConfig:
     chunk: int | None = None
     schedule: Any = None
     cluster: str | None = None
-    cluster_timeout: float = CONNECT_TIMEOUT
+    cluster_timeout: float = dask_cluster.CONNECT_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -193,7 +193,7 @@ class GenerateConfig:
                     f"{name} must be a positive integer or None. Received: {name}={value!r}"
                 )
         if self.cluster is not None:
-            parse_cluster(self.cluster)
+            dask_cluster.parse_cluster(self.cluster)
             if self.workers is not None:
                 raise MagsrError(
                     "workers sets the processes of a one-machine run; with a cluster its "
@@ -740,13 +740,11 @@ def generate(
     with contextlib.ExitStack() as stack:
         client = None
         if config.cluster is not None:
-            from magsr_tf import cluster
-
-            spec = cluster.parse_cluster(config.cluster)
+            spec = dask_cluster.parse_cluster(config.cluster)
             # Connect and check the workers' versions before the file is
             # touched: a refusal then costs nothing.
-            client = stack.enter_context(cluster.connect(spec, config.cluster_timeout))
-            workers = cluster.check_workers(client, backend)
+            client = stack.enter_context(dask_cluster.connect(spec, config.cluster_timeout))
+            workers = dask_cluster.check_workers(client, backend)
             logger.info("annealing on the Dask cluster %s (%d workers)", spec, workers)
         _make_folder(out)
         f = stack.enter_context(_open_partial(partial, config, params, magsr_tf.__version__))
@@ -756,13 +754,13 @@ def generate(
         if client is None:
             source = _local_rows(anneal_mod, ham, config, schedule, backend, done, progress)
         else:
-            source = cluster.stream_rows(
+            source = dask_cluster.stream_rows(
                 client,
                 config,
                 ham,
                 schedule,
                 backend,
-                cluster.task_token(params),
+                dask_cluster.task_token(params),
                 done,
                 progress,
                 on_workers,
