@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--cluster",
             help="Anneal on a Dask cluster: its scheduler address (tcp://HOST:8786), or local:N "
-            "for N worker processes here. Same data; needs magsr-tf[cluster].",
+            "for N worker processes here. Same data; needs the cluster extra (distributed).",
         ),
         cluster_timeout: float = typer.Option(
             10.0, "--cluster-timeout", help="Seconds to wait for the Dask scheduler to answer."
