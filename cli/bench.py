@@ -125,6 +125,32 @@ def serve(
     _show("Serving throughput", rows, json_out)
 
 
+@bench_app.command("real")
+def real(
+    image: Path = typer.Argument(..., help="A native microscope image (one component)."),
+    ratio: int = typer.Option(4, help="Down-sizing ratio (the network needs 4, 8 or 16)."),
+    crop: str = typer.Option("512x512", help="Central crop HEIGHTxWIDTH ('none': whole image)."),
+    degradation: str = typer.Option("gaussian:1", help="gaussian:SIGMA, box[:WIDTH], psf:F.npy."),
+    prior: str = typer.Option("anisotropy", help="Prior: anisotropy or exchange."),
+    network: bool = typer.Option(True, "--network/--no-network", help="Train the network too."),
+    patches: int = typer.Option(4000, help="Network training patches."),
+    epochs: int = typer.Option(3, help="Network training epochs."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """Degrade a native image, super-resolve it with every method, score against the native."""
+    from magsr_tf.benchmarks.real import METHODS, bench_real
+
+    size = None
+    if crop.lower() != "none":
+        try:
+            size = tuple(int(v) for v in crop.lower().split("x"))
+        except ValueError as exc:
+            raise typer.BadParameter(f"expected HEIGHTxWIDTH. Received: {crop!r}") from exc
+    methods = METHODS if network else ("bicubic", "lanczos", "prior")
+    rows = bench_real(image, ratio, size, methods, degradation, prior, patches, epochs)
+    _show(f"{image.name} x{ratio}: against the native image", rows, json_out)
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` to `app`."""
     app.add_typer(bench_app, name="bench")

@@ -247,3 +247,114 @@ def test_fit_image_end_to_end_beats_bicubic(tmp_path):
         f"aligned bicubic {float(metrics.mse(truth[inner], bicubic[inner])[0]):.5f}"
     )
     assert sr_mse < bicubic_mse
+
+
+def test_alpha_channel_and_16_bit_tiff(tmp_path):
+    rng = np.random.default_rng(SEED)
+    rgba = rng.integers(0, 256, (6, 9, 4)).astype(np.uint8)
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    luma = np.asarray(Image.fromarray(rgba[..., :3]).convert("L"), dtype=np.float64)
+    np.testing.assert_array_equal(read_image(tmp_path / "opaque.png"), luma)
+    rgba[2, 3, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "holes.png")
+    with pytest.raises(MagsrError, match="transparent pixels"):
+        read_image(tmp_path / "holes.png")
+    la = Image.fromarray(rgba[..., 0]).convert("LA")
+    la.putalpha(128)
+    la.save(tmp_path / "la.png")
+    with pytest.raises(MagsrError, match="transparent pixels"):
+        read_image(tmp_path / "la.png")
+    gray16 = rng.integers(0, 65536, (7, 5)).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "g16.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.tif"), gray16)
+
+
+def _synthetic_labyrinth_png(path: Path, shape=(96, 128)) -> tuple[Path, np.ndarray]:
+    from magsr_tf.image_prior import synthetic_domains
+
+    native = synthetic_domains(shape, 16.0, 2.0, SEED)
+    return _save_png16(native, path), native
+
+
+def test_fit_image_prior_without_network_beats_bicubic(tmp_path):
+    """The prior alone on a non-square synthetic labyrinth, fair check (--degrade)."""
+    from magsr_tf.images import fit_image
+
+    path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png")
+    config = FitImageConfig(
+        images=(path,),
+        ratio=4,
+        degrade=True,
+        network=False,
+        prior="anisotropy",
+        out_dir=tmp_path / "out",
+    )
+    result = fit_image(config)
+    assert set(result.metrics) == {"prior", "gaussian", "bicubic"}
+    assert result.metrics["prior"]["pearson_r"] > result.metrics["bicubic"]["pearson_r"]
+    assert result.sr.shape == (96, 128, 1)
+    assert not (tmp_path / "out" / "model.keras").exists()
+    for role in ["sr_npy", "prior_png", "figure", "summary", "truth_png"]:
+        assert result.files[role].is_file(), role
+    summary = __import__("json").loads(result.files["summary"].read_text())
+    assert summary["prior"]["anisotropy"] > 0 and summary["degradation"]["sigma"] == 1.0
+    with pytest.raises(MagsrError, match="already exists"):
+        fit_image(config)
+
+
+def test_fit_image_box_degradation_and_auto_sigma(tmp_path):
+    from magsr_tf.images import fit_image
+
+    path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png", (64, 64))
+    base = dict(images=(path,), ratio=4, network=False, prior="exchange")
+    boxed = fit_image(
+        FitImageConfig(**base, degrade=True, degradation="box", out_dir=tmp_path / "a")
+    )
+    assert boxed.metrics["prior"]["pearson_r"] > 0.9
+    auto = fit_image(
+        FitImageConfig(**base, degradation="gaussian:auto", out_dir=tmp_path / "b", patch=8)
+    )
+    assert auto.sr.shape == (256, 256, 1)
+
+
+def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
+    from magsr_tf_cli import main as cli_main
+
+    good, _ = _synthetic_labyrinth_png(tmp_path / "g.png", (36, 36))
+    np.save(tmp_path / "even.npy", np.ones((4, 4)))
+    tiny = _save_png16(np.array([[-1.0, 1.0], [1.0, -1.0]]), tmp_path / "tiny.png")
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
+    only = ["--no-network", "--prior", "exchange"]
+    cases = [
+        [good, "--no-network"],  # no prior either
+        [good, "--prior", "dmi"],
+        [good, "--prior", "exchange", "--anisotropy", "-1"],
+        [good, *only, "--degradation", "blur:2"],
+        [good, *only, "--degradation", "gaussian:x"],
+        [good, *only, "--degradation", f"psf:{tmp_path}/even.npy"],
+        [good, *only, "--degradation", "psf:nofile.npy"],
+        [good, "--degradation", "gaussian:2"],  # the network has the sigma = 1 Gaussian only
+        [
+            good,
+            "--no-network",
+            "--prior",
+            "exchange",
+            "--degrade",
+            "--degradation",
+            "gaussian:auto",
+        ],
+        [tiny, *only],
+        [tmp_path / "transparent.png", *only],
+    ]
+    for args in cases:
+        argv = ["magsr-tf", "fit-image", *map(str, args), "--out", str(tmp_path / "o")]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code not in (0, None), (args, err)
+        assert "Traceback" not in err and "Error" in err, (args, err)
+        assert len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "o").exists()
