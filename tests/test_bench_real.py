@@ -1,0 +1,76 @@
+"""`bench real`: rows per method on a synthetic native image, Lanczos and SSIM, bad input."""
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from magsr_tf import MagsrError
+from magsr_tf.benchmarks.real import bench_real, lanczos, lanczos_matrix, ssim
+from magsr_tf.image_prior import synthetic_domains
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def maze(tmp_path_factory):
+    native = synthetic_domains((80, 96), 16.0, 2.0, SEED)
+    path = tmp_path_factory.mktemp("bench") / "maze.png"
+    Image.fromarray(np.round((native + 1) * 32767.5).astype(np.uint16)).save(path)
+    return path
+
+
+def test_lanczos_is_aligned_and_interpolating():
+    lr = np.random.default_rng(SEED).normal(size=(7, 9, 1))
+    hr = lanczos(lr, 4)
+    np.testing.assert_allclose(hr[::4, ::4], lr, atol=1e-6)
+    np.testing.assert_allclose(lanczos_matrix(7, 4).sum(axis=1), 1.0)
+
+
+def test_ssim():
+    x = synthetic_domains((48, 48), 12.0, 1.0, SEED)[..., None]
+    noisy = x + np.random.default_rng(SEED).normal(scale=0.3, size=x.shape)
+    assert ssim(x, x) == pytest.approx(1.0)
+    assert ssim(x, noisy) < ssim(x, 0.5 * (x + noisy)) < 1.0
+
+
+def test_bench_real_rows(maze):
+    rows = bench_real(maze, ratio=4, crop=None, methods=("bicubic", "lanczos", "prior"))
+    by = {row["method"]: row for row in rows}
+    assert list(by) == ["bicubic", "lanczos", "prior"]
+    assert by["bicubic"]["r_minus_bicubic"] == 0.0 and by["bicubic"]["mse_vs_bicubic"] == 1.0
+    assert by["prior"]["pearson_r"] > by["bicubic"]["pearson_r"]
+    assert by["prior"]["anisotropy"] > 0
+    for row in rows:
+        assert set(row) >= {"pearson_r", "mse", "ssim", "seconds", "cpu_seconds"}
+
+
+def test_bench_real_skips_the_network_at_ratio_2(maze):
+    rows = bench_real(maze, ratio=2, crop=(40, 48), methods=("bicubic", "network"))
+    assert [row["method"] for row in rows] == ["bicubic"]
+
+
+def test_bench_real_bad_input(maze, tmp_path, capsys, monkeypatch):
+    from magsr_tf_cli import main as cli_main
+
+    with pytest.raises(MagsrError, match="methods"):
+        bench_real(maze, methods=("bicubic", "magic"))
+    with pytest.raises(MagsrError, match="divisible"):
+        bench_real(maze, ratio=4, crop=(30, 30))
+    with pytest.raises(MagsrError, match="larger than the image"):
+        bench_real(maze, ratio=4, crop=(512, 512))
+    (tmp_path / "bad.png").write_text("not a picture")
+    for args in (
+        [tmp_path / "bad.png"],
+        [maze, "--crop", "10by10"],
+        [maze, "--ratio", "1"],
+        [maze, "--degradation", "blur"],
+    ):
+        argv = ["magsr-tf", "bench", "real", *map(str, args), "--no-network"]
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main.main()
+        err = capsys.readouterr().err
+        assert exit_info.value.code not in (0, None), (args, err)
+        assert "Traceback" not in err and "Error" in err, (args, err)
