@@ -40,6 +40,10 @@ KINDS = ("gaussian", "box", "psf")
 DEFAULT_SIGMA = 1.0
 MAX_PSF = 255
 """Largest PSF side accepted (a bigger array is almost surely not a PSF)."""
+SIGMA_LEVEL = 0.8
+"""|m| below which :func:`estimate_sigma` counts an LR sample as wall: at 0.5 a
+blur under one native pixel leaves no sample inside the band (the walls of a
+pixelated native image lie half a pixel from every pixel centre)."""
 _GAUSSIAN_REACH = 4.0
 """A Gaussian kernel reaches at least this many sigmas each side."""
 
@@ -350,6 +354,10 @@ def degrade(
 def _wall_statistics(lr: np.ndarray, ratio: int, level: float) -> tuple[float, float]:
     """Wall length per native pixel area and the fraction of LR samples with |m| < level."""
     lr = np.asarray(lr, dtype=np.float64)
+    if lr.ndim == 3 and lr.shape[-1] == 1:
+        lr = lr[..., 0]
+    if lr.ndim != 2 or min(lr.shape) < 2:
+        raise MagsrError(f"expected one LR image [h, w]. Received: shape={lr.shape}")
     lo, hi = np.percentile(lr, [0.5, 99.5])
     if not hi > lo:
         raise MagsrError("the LR image has no contrast")
@@ -403,5 +411,5 @@ def estimate_sigma(lr: np.ndarray, ratio: int, native_wall: float = 0.0) -> floa
     one image: on a real image with soft walls the result is their sum in
     quadrature. Accuracy on degraded test images: docs/real_images.md.
     """
-    width = wall_width(lr, ratio)
+    width = wall_width(lr, ratio, SIGMA_LEVEL)
     return float(math.sqrt(max(width**2 - native_wall**2, 0.0)))

@@ -184,16 +184,16 @@ def _binary_labyrinth(size: int, period: float, seed: int) -> np.ndarray:
 
 
 # Measured accuracy of the sigma estimate (docs/real_images.md): relative error
-# bound per true sigma on sharp mazes of domain width 12 native pixels at x4.
+# bound on sharp mazes of domain width 12 native pixels at x4 (largest seen: 7 % at 0.5).
 SIGMA_TOLERANCE = 0.25
 
 
-@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0, 3.0])
 def test_estimate_sigma_on_degraded_mazes(sigma):
     native = _binary_labyrinth(512, 24.0, SEED)
     lr = degrade(native, 4, f"gaussian:{sigma}", "reflect")
     estimate = estimate_sigma(lr, 4)
-    assert abs(estimate - sigma) < SIGMA_TOLERANCE * sigma + 0.3
+    assert abs(estimate - sigma) < SIGMA_TOLERANCE * sigma
 
 
 def test_estimate_sigma_needs_walls():
