@@ -338,6 +338,9 @@ def comparison_figure(
     if truth is not None:
         axes[1, 0].set_axis_off()
         for ax, (label, spins) in zip(axes[1, 1:], panels.items(), strict=True):
+            if spins is truth:
+                ax.set_axis_off()
+                continue
             diff = np.asarray(spins)[..., -1] - np.asarray(truth)[..., -1]
             ax.imshow(diff, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest")
             ax.set_title(f"{label} - native", fontsize=8)
