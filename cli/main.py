@@ -26,6 +26,7 @@ from magsr_tf_cli import (
     images,
     predict,
     refine,
+    reproduce,
     serve,
 )
 
@@ -71,7 +72,19 @@ def _root(
     )
 
 
-for _module in (generate, fit, refine, evaluate, experiment, export, predict, serve, images, bench):
+for _module in (
+    generate,
+    fit,
+    refine,
+    evaluate,
+    experiment,
+    export,
+    predict,
+    serve,
+    images,
+    bench,
+    reproduce,
+):
     _module.register(app)
 
 
@@ -87,6 +100,7 @@ _TF_COMMANDS = {
     "bench",
     "report",
     "refine",
+    "reproduce",
 }
 
 
