@@ -52,6 +52,20 @@ def train(
     _show("Training throughput", rows, json_out)
 
 
+@bench_app.command("refine")
+def refine(
+    states: int = typer.Option(16, help="Annealed Type I states refined together."),
+    steps: int = typer.Option(0, help="Refinement steps (0: refine's default)."),
+    seconds: float = typer.Option(10.0, help="Seconds of the training-step reference."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """Type I x8 refinements per second vs one x8 training step in the same run."""
+    from magsr_tf.benchmarks.refine import bench_refine
+
+    rows = bench_refine(states=states, steps=steps or None, seconds=seconds)
+    _show("Physics-informed refinement", rows, json_out)
+
+
 @bench_app.command("profile")
 def profile(
     ratio: int = typer.Option(8, help="Super-resolution ratio: 4, 8 or 16."),

@@ -63,7 +63,12 @@ class _Display:
             console.print(
                 f"Training on {event['n_train']} LR training configurations: "
                 f"{cfg['epochs']} epochs x {cfg['steps_per_epoch']} steps, "
-                f"batch {cfg['batch_size']}."
+                f"batch {cfg['batch_size']}"
+                + (
+                    f", energy prior w = {cfg['physics_weight']:g} ({cfg['hamiltonian']['kind']})."
+                    if cfg.get("physics_weight")
+                    else ", LR loss only."
+                )
             )
         elif kind == "step":
             total = event["epochs"] * event["steps"]
@@ -91,8 +96,10 @@ def _show_summary(console, summary: dict) -> None:
     if not test:
         return
     rows = []
+    energies = test.get("energy_per_spin") or {}
     for name, s in test["methods"].items():
         gain = test["gain_db"].get(name)
+        energy = energies.get(name)
         rows.append(
             [
                 name,
@@ -101,14 +108,21 @@ def _show_summary(console, summary: dict) -> None:
                 f"{s['psnr_tables']['mean']:.2f}",
                 f"{s['corr']['mean']:.4f}",
                 "" if gain is None else f"{gain:+.2f}",
+                "" if energy is None else f"{energy:.5f}",
             ]
         )
     print_table(
         f"{summary['name']}: test split ({summary['n_test']} configurations)",
-        ["method", "MSE", "PSNR (MAX=2) dB", "PSNR (tables) dB", "Corr", "SR gain dB"],
+        ["method", "MSE", "PSNR (MAX=2) dB", "PSNR (tables) dB", "Corr", "SR gain dB", "E/N"],
         rows,
         console=console,
     )
+    if "energy_truth" in energies:
+        console.print(
+            f"Ground-truth energy per spin: {energies['energy_truth']:.5f}. "
+            "sr_refine / bicubic_refine: reconstruction under the data's Hamiltonian "
+            "(magsr-tf refine) from the network's SR / from bicubic."
+        )
     console.print(
         f"Trained {summary['train_seconds'] / 60:.1f} min, "
         f"total {summary['total_seconds'] / 60:.1f} min. SavedModel: {summary['saved_model']}"
@@ -134,6 +148,11 @@ def fit(
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
+    refine_steps: int = typer.Option(
+        200,
+        "--refine-steps",
+        help="Steps of the 'SR network + refine' / 'bicubic + refine' rows (0: skip).",
+    ),
     physics_weight: float = typer.Option(
         None,
         "--physics-weight",
@@ -157,6 +176,7 @@ def fit(
         strategy=strategy,
         seed=seed,
         physics_weight=physics_weight,
+        refine_steps=refine_steps,
     )
     console = output_console()
     display = _Display(console)

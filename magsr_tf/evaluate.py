@@ -50,8 +50,11 @@ SR = "sr"
 ALIGNED = tuple(METHODS)
 PAPER = tuple(f"{m}_paper" for m in METHODS)
 ALL_METHODS = (*ALIGNED, *PAPER, SR)
+REFINED = ("sr_refine", "bicubic_refine")
 LABELS = {
     SR: "SR network",
+    "sr_refine": "SR network + refine",
+    "bicubic_refine": "bicubic + refine",
     "gaussian": "Gaussian",
     "bilinear": "Bilinear",
     "bicubic": "Bicubic",
@@ -265,8 +268,12 @@ def score_maps(
     ratio: int,
     hamiltonian=None,
     physical: bool = True,
+    refined: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Image metrics of every method, gains over the baselines and physical metrics.
+
+    ``refined`` holds the physics-informed reconstructions (``"sr_refine"``,
+    ``"bicubic_refine"``; see :mod:`magsr_tf.refine`), scored like the SR network.
 
     Returns:
         ``{"metrics": {method: {metric: {mean, std, n}}}, "per_image": {method:
@@ -275,7 +282,7 @@ def score_maps(
         ``physical_error[method][observable]`` its per-image absolute deviation
         from the ground truth's.
     """
-    maps = {**baselines, SR: sr}
+    maps = {**baselines, SR: sr, **(refined or {})}
     per = {name: per_image(hr, maps[name]) for name in maps}
     metrics = {name: {k: summarize(v) for k, v in per[name].items()} for name in per}
     result: dict[str, Any] = {
@@ -286,7 +293,7 @@ def score_maps(
         "paper": PAPER_TABLES.get((kind, ratio)),
     }
     if physical:
-        phys_names = [SR, *(m for m in ALIGNED if m in maps)]
+        phys_names = [SR, *(m for m in REFINED if m in maps), *(m for m in ALIGNED if m in maps)]
         truth_obs = physical_metrics(hr, kind, hamiltonian)
         physical_out = {"ground_truth": {k: summarize(v) for k, v in truth_obs.items()}}
         errors = {}
@@ -297,6 +304,25 @@ def score_maps(
         result["physical"] = physical_out
         result["physical_error"] = errors
     return result
+
+
+def refine_maps(
+    lr: np.ndarray, sr: np.ndarray, ratio: int, hamiltonian, steps: int, padding: str
+) -> dict[str, np.ndarray]:
+    """The physics-informed reconstructions scored beside the network (empty if not possible).
+
+    ``"sr_refine"`` starts from the network's SR, ``"bicubic_refine"`` from the
+    aligned bicubic; both under the data's Hamiltonian, consistent with ``lr``.
+    """
+    if not steps or hamiltonian is None or lr.shape[-1] != 3 or padding != "periodic":
+        return {}
+    from magsr_tf.refine import RefineConfig, refine
+
+    config = RefineConfig(steps=steps)
+    return {
+        "sr_refine": refine(lr, ratio, hamiltonian, init=sr, config=config).sr,
+        "bicubic_refine": refine(lr, ratio, hamiltonian, config=config).sr,
+    }
 
 
 def gains(metrics: dict[str, dict[str, dict]]) -> dict[str, Any]:
@@ -334,6 +360,10 @@ class EvaluateConfig:
         max_images: score only the first this-many test images (all if None).
         batch_size: SR inference batch size.
         physical: also compute the physical metrics (energy, S(q) peak, Q, walls).
+        refine_steps: steps of the physics-informed reconstruction scored beside
+            the network ("SR network + refine" from the network's SR, "bicubic +
+            refine" from bicubic; :mod:`magsr_tf.refine`); 0 skips it. Needs
+            3-component data with a known Hamiltonian.
     """
 
     model: Path
@@ -343,8 +373,11 @@ class EvaluateConfig:
     max_images: int | None = None
     batch_size: int = 32
     physical: bool = True
+    refine_steps: int = 400  # magsr_tf.refine.DEFAULT_STEPS (not imported: it pulls TF)
 
     def __post_init__(self):
+        if self.refine_steps < 0:
+            raise MagsrError(f"refine_steps must be >= 0. Received: {self.refine_steps}")
         if self.batch_size < 1:
             raise MagsrError(f"batch_size must be positive. Received: {self.batch_size}")
         if self.max_images is not None and self.max_images < 1:
@@ -375,8 +408,11 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     sr = super_resolve(sr_model, split.lr, config.batch_size, progress)
     baselines = baseline_maps(split.lr, ratio, padding)
     ham = None
-    if config.physical and split.hr.shape[-1] == 3 and split.kind in DATA_ALIASES:
+    if split.hr.shape[-1] == 3 and split.kind in DATA_ALIASES:
         ham = make_dataset_hamiltonian(split.kind, split.hamiltonian)
+    refined = refine_maps(split.lr, sr, ratio, ham, config.refine_steps, padding)
+    if not config.physical:
+        ham = None
     result = {
         "command": "evaluate",
         "model": str(config.model),
@@ -386,7 +422,9 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         "padding": padding,
         "n_images": len(split.hr),
         "conventions": CONVENTIONS,
-        **score_maps(split.hr, sr, baselines, split.kind, ratio, ham, config.physical),
+        **score_maps(
+            split.hr, sr, baselines, split.kind, ratio, ham, config.physical, refined=refined
+        ),
     }
     folder = model_folder(config.model)
     figures_dir = Path(config.figures) if config.figures else folder / "figures"
@@ -398,6 +436,7 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         {
             f"input x{ratio}": split.lr[i],
             "SR network": sr[i],
+            **({"SR + refine": refined["sr_refine"][i]} if refined else {}),
             "Gaussian": baselines["gaussian"][i],
             "bilinear": baselines["bilinear"][i],
             "bicubic": baselines["bicubic"][i],

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 MODELS_DIR = Path("saved_models")
 METHOD_ORDER = ("gaussian", "bilinear", "bicubic", "sr")
+REFINED = ("sr_refine", "bicubic_refine")
+"""Physics-informed methods (magsr_tf.refine), shown beside the aligned baselines."""
 METRIC_ROWS = (
     ("mse", "MSE"),
     ("psnr", "PSNR"),
@@ -40,6 +42,36 @@ LEGEND = (
     "MAX = 2); PSNR tables = 10 log10(16 / MSE) dB (the convention of the paper's tables, "
     "+6.02 dB); Corr = mean s·s′; mean ± std over test images. Gains are quoted over the "
     "aligned baselines."
+)
+SHIPPED = ("typeI_x4", "typeI_x8", "typeII_x4", "typeII_x8", "typeII_x16")
+"""The models committed under ``saved_models/`` (``magsr-tf reproduce`` rebuilds them)."""
+TABLE_NUMBERS = {"typeI": 1, "typeII": 2}
+BASELINES = ("gaussian", "bilinear", "bicubic")
+TABLE_ROWS = (
+    *BASELINES,
+    *(f"{m}_paper" for m in BASELINES),
+    "sr",
+    *REFINED,
+)
+"""Rows of Tables 1-2 per ratio: aligned and paper-grid baselines, the network, refinements."""
+TABLE_LABELS = {
+    "gaussian": "Gaussian (aligned)",
+    "bilinear": "Bilinear (aligned)",
+    "bicubic": "Bicubic (aligned)",
+    "gaussian_paper": "Gaussian (paper grid)",
+    "bilinear_paper": "Bilinear (paper grid)",
+    "bicubic_paper": "Bicubic (paper grid)",
+    "sr": "SR network",
+    "sr_refine": "SR network + refine",
+    "bicubic_refine": "bicubic + refine",
+}
+TABLES_LEGEND = (
+    "Each shipped network alone (its SavedModel, no refinement) on its test split; "
+    '"+ refine" rows add the physics-informed refinement (magsr_tf.refine) under the '
+    "data's Hamiltonian. PSNR (MAX=2) = 10 log10(4 / MSE); PSNR tables = 10 log10(16 / MSE), "
+    "the convention of the paper's tables. Mean ± std over the test images. The paper's "
+    "numbers stand on the paper-grid rows (its comparison: tf.image.resize, half-pixel "
+    "centres) and the SR network row. Gains are differences of mean PSNR in dB."
 )
 OBSERVABLE_LABELS = {
     "energy_per_spin": "E per spin",
@@ -57,11 +89,21 @@ class ReportConfig:
 
     Attributes:
         models_dir: folder holding one sub-folder per model (``saved_models``).
-        out: the Markdown file; default ``MODELS_DIR/report.md``.
+        out: the Markdown file; default ``MODELS_DIR/report.md``, or
+            ``MODELS_DIR/tables.md`` with ``tables_only``.
+        tables_only: write only Tables 1-2 (the Markdown the README embeds).
+        models: the model folders that make Tables 1-2 (default: the shipped
+            models, :data:`SHIPPED`).
     """
 
     models_dir: Path = MODELS_DIR
     out: Path | None = None
+    tables_only: bool = False
+    models: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.models:
+            object.__setattr__(self, "models", SHIPPED)
 
 
 def _load(path: Path) -> dict | None:
@@ -100,6 +142,8 @@ def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
         ("paper-grid baselines (tf.image.resize, half-pixel)", "_paper"),
     ):
         names = [m + suffix if m != "sr" else "sr" for m in METHOD_ORDER]
+        if not suffix:
+            names += list(REFINED)
         names = [n for n in names if n in metrics]
         header = ["Metric", *(labels.get(n, n) for n in names)]
         rows = [
@@ -146,7 +190,9 @@ def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
     physical = result.get("physical")
     if physical:
         names = [
-            n for n in ("ground_truth", "sr", "gaussian", "bilinear", "bicubic") if n in physical
+            n
+            for n in ("ground_truth", "sr", *REFINED, "gaussian", "bilinear", "bicubic")
+            if n in physical
         ]
         observables = list(physical["ground_truth"])
         header = [
@@ -169,6 +215,161 @@ def evaluation_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
         header = ["Observable", *header[2:]]
         tables.append(("per-image deviation from the ground truth", header, rows))
     return tables
+
+
+def _mean(metrics: dict, name: str, key: str) -> float | None:
+    value = metrics.get(name, {}).get(key, {}).get("mean")
+    if isinstance(value, str):  # "inf" of identical maps, as written by evaluate's JSON
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _db(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
+def shipped_evaluation(folder: Path) -> dict | None:
+    """The Tables 1/2 evaluation JSON of a model folder (None if it has none).
+
+    A folder may hold several (e.g. scored on other data); the one on the
+    model's own kind (the name's prefix, ``typeII`` for ``typeII_x8``) wins,
+    then the newest.
+    """
+    paths = sorted(folder.glob("evaluation_*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    kind = folder.name.rsplit("_x", 1)[0]
+    paths.sort(key=lambda p: not p.name.startswith(f"evaluation_{kind}_x"))
+    for path in paths:
+        result = _load(path)
+        if result and "metrics" in result and "ratio" in result and "kind" in result:
+            return result
+    return None
+
+
+def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[list[str], list[str]]:
+    """Tables 1 (Type I) and 2 (Type II) from the models' evaluation JSONs, as Markdown lines.
+
+    Per kind: one table of MSE, Corr and both PSNR conventions for the aligned
+    and paper-grid baselines, the SR network and the refinements, beside the
+    paper's numbers; one table of PSNR gains over each baseline.
+
+    Returns:
+        ``(lines, found)``: the Markdown lines and the model names that had an evaluation.
+    """
+    by_kind: dict[str, list[tuple[str, dict]]] = {}
+    missing = []
+    for name in names:
+        result = shipped_evaluation(Path(models_dir) / name)
+        if result is None:
+            missing.append(name)
+            continue
+        by_kind.setdefault(result["kind"], []).append((name, result))
+    lines: list[str] = []
+    for kind, entries in sorted(by_kind.items(), key=lambda kv: TABLE_NUMBERS.get(kv[0], 9)):
+        entries.sort(key=lambda e: e[1]["ratio"])
+        number = TABLE_NUMBERS.get(kind)
+        title = f"Table {number}" if number else "Table"
+        label = {"typeI": "Type I", "typeII": "Type II"}.get(kind, kind)
+        header = [
+            "ratio",
+            "method",
+            "MSE",
+            "Corr",
+            "PSNR, MAX=2 (dB)",
+            "PSNR tables (dB)",
+            "paper MSE",
+            "paper Corr",
+            "paper PSNR tables (dB)",
+        ]
+        rows, sources = [], []
+        gain_rows = []
+        for name, result in entries:
+            ratio, metrics = result["ratio"], result["metrics"]
+            paper = result.get("paper") or {}
+            sources.append(
+                f"x{ratio}: `{name}`, {result.get('n_images')} test images "
+                f"of `{result.get('data')}`"
+            )
+            for method in TABLE_ROWS:
+                if method not in metrics:
+                    continue
+                m = metrics[method]
+                shown = method if method == "sr" or method.endswith("_paper") else None
+                published = paper.get(shown.removesuffix("_paper")) if shown else None
+                rows.append(
+                    [
+                        f"x{ratio}",
+                        TABLE_LABELS.get(method, method),
+                        mean_std(m.get("mse")),
+                        mean_std(m.get("corr")),
+                        mean_std(m.get("psnr"), decibels=True),
+                        mean_std(m.get("psnr_tables"), decibels=True),
+                        fmt(published["mse"]) if published else "",
+                        fmt(published["corr"]) if published else "",
+                        (
+                            f"{published['psnr_tables']:.2f} ± {published['psnr_tables_std']:.2f}"
+                            if published
+                            else ""
+                        ),
+                    ]
+                )
+            for method in ("sr", *REFINED):
+                psnr = _mean(metrics, method, "psnr")
+                if psnr is None:
+                    continue
+                cells = [f"x{ratio}", TABLE_LABELS[method]]
+                for suffix in ("", "_paper"):
+                    for base in BASELINES:
+                        ref = _mean(metrics, base + suffix, "psnr")
+                        cells.append(_db(None if ref is None else psnr - ref))
+                if method == "sr" and "sr" in paper:
+                    cells += [
+                        _db(paper["sr"]["psnr_tables"] - paper[b]["psnr_tables"])
+                        if b in paper
+                        else "–"
+                        for b in BASELINES
+                    ]
+                else:
+                    cells += ["", "", ""]
+                gain_rows.append(cells)
+        lines += [
+            f"### {title}: {label}",
+            "",
+            markdown_table(header, rows),
+            "",
+            *(f"- {s}" for s in sources),
+            "",
+            f"**{title} gains: PSNR of the row minus PSNR of the baseline (dB)**",
+            "",
+            markdown_table(
+                [
+                    "ratio",
+                    "method",
+                    "over Gaussian (aligned)",
+                    "over Bilinear (aligned)",
+                    "over Bicubic (aligned)",
+                    "over Gaussian (paper grid)",
+                    "over Bilinear (paper grid)",
+                    "over Bicubic (paper grid)",
+                    "paper: over Gaussian",
+                    "paper: over Bilinear",
+                    "paper: over Bicubic",
+                ],
+                gain_rows,
+            ),
+            "",
+        ]
+    if missing:
+        lines += [
+            "Not evaluated (no `evaluation_*.json`): "
+            + ", ".join(f"`{n}`" for n in missing)
+            + "; `magsr-tf reproduce` builds and evaluates them.",
+            "",
+        ]
+    found = [n for n in names if n not in missing]
+    return lines, found
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -209,8 +410,18 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     models_dir = Path(config.models_dir)
     if not models_dir.is_dir():
         raise MagsrError(f"no models folder at {models_dir}; train one with `magsr-tf fit`")
-    out = Path(config.out) if config.out else models_dir / "report.md"
+    default_name = "tables.md" if config.tables_only else "report.md"
+    out = Path(config.out) if config.out else models_dir / default_name
     base = out.parent
+    table_lines, shipped = paper_tables(models_dir, config.models)
+    if config.tables_only:
+        if not shipped:
+            raise MagsrError(
+                f"no evaluated model among {', '.join(config.models)} in {models_dir}; "
+                "run `magsr-tf reproduce` or `magsr-tf evaluate`"
+            )
+        _write_text(out, "\n".join([TABLES_LEGEND, "", *table_lines]).rstrip() + "\n")
+        return {"report": str(out), "models": shipped, "experiments": []}
     lines = [
         "# magsr-tf report",
         "",
@@ -218,6 +429,8 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         "reproduce the paper's comparison. See docs/evaluation.md.",
         "",
     ]
+    if shipped:
+        lines += ["## Tables 1-2 (shipped models)", "", TABLES_LEGEND, "", *table_lines]
     models, experiments = [], []
     for folder in sorted(p for p in models_dir.iterdir() if p.is_dir()):
         evaluations = sorted(folder.glob("evaluation_*.json"))
@@ -254,7 +467,11 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         if result:
             experiments.append(str(path))
             lines += [*crossfeed_section(result, base, path.parent), ""]
-    text = "\n".join(lines).rstrip() + "\n"
+    _write_text(out, "\n".join(lines).rstrip() + "\n")
+    return {"report": str(out), "models": models, "experiments": experiments}
+
+
+def _write_text(out: Path, text: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -263,7 +480,6 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return {"report": str(out), "models": models, "experiments": experiments}
 
 
 def noise_table(result: dict) -> tuple[list[str], list[list[str]]]:

@@ -1,0 +1,64 @@
+"""``magsr-tf bench refine``: physics-informed reconstructions per second.
+
+Anneals a few Type I states (the package's own annealer), lowers them x8 with
+the Gaussian downsizing, and times :func:`magsr_tf.refine.refine` at its
+default steps. The reference measured in the same run is one training step of
+the x8 network (batch 32, the real step of ``fit``), so the figure reads as
+"refining one state costs as much as N training steps" on any machine.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from magsr_tf.benchmarks.train import _timed, benchmark_step
+from magsr_tf.model import ModelConfig
+
+BENCH_SEED = 20230811
+DEFAULT_STATES = 16
+RATIO = 8
+LATTICE = 128
+
+
+def bench_refine(
+    states: int = DEFAULT_STATES, steps: int | None = None, seconds: float = 10.0
+) -> list[dict]:
+    """One row: states/s of refine (Type I x8) and the ratio to the x8 training step.
+
+    Args:
+        states: annealed Type I states refined together (one batch).
+        steps: refinement steps (None: :data:`magsr_tf.refine.DEFAULT_STEPS`).
+        seconds: timing of the training-step reference.
+    """
+    from magsr_tf import metrics
+    from magsr_tf.downsample import downsample
+    from magsr_tf.physics.anneal import anneal
+    from magsr_tf.physics.hamiltonian import TypeI
+    from magsr_tf.refine import DEFAULT_STEPS, RefineConfig, refine
+
+    steps = DEFAULT_STEPS if steps is None else steps
+    rngs = [np.random.default_rng([BENCH_SEED, i]) for i in range(states)]
+    hr = anneal(TypeI(), rngs, lattice=LATTICE, workers=2)
+    lr = downsample(hr, RATIO)
+    config = RefineConfig(steps=steps, batch_size=states)
+    refine(lr[:1], RATIO, TypeI(), config=RefineConfig(steps=2))  # trace and warm up
+    t0 = time.perf_counter()
+    result = refine(lr, RATIO, TypeI(), config=config)
+    refine_seconds = time.perf_counter() - t0
+    step_rate = _timed(benchmark_step(ModelConfig(ratio=RATIO), 32), seconds)
+    states_per_s = states / refine_seconds
+    return [
+        {
+            "case": f"Type I x{RATIO}, L={LATTICE}",
+            "states": states,
+            "steps": steps,
+            "refine states/s": states_per_s,
+            "refine s/state": 1.0 / states_per_s,
+            "100 states (projected s)": 100.0 / states_per_s,
+            "MSE vs ground truth": float(metrics.mse(hr, result.sr).mean()),
+            "train steps/s (x8, batch 32)": step_rate,
+            "1 state = N train steps": step_rate / states_per_s,
+        }
+    ]
