@@ -50,6 +50,10 @@ CONSISTENCY = 1000.0
 TANH_PER_ERF = math.atanh(0.5) ** -1 * math.sqrt(2.0) * 0.4769362762044699
 """delta of a tanh(x / delta) wall per sigma of an erf(x / (sqrt 2 sigma)) wall
 with the same |m| < 1/2 band (0.4769... = erfinv(1/2))."""
+ALIASED_SIGN_CHANGES = 0.5
+"""Share of LR neighbour pairs on opposite sides of the median above which the
+domains are not resolved by the LR grid (independent pixels give 1/2; more
+means neighbours anti-correlate: the pattern is beyond the LR Nyquist limit)."""
 MIN_WALL = 0.5
 """Smallest wall width delta (lattice spacings) the anisotropy is set for."""
 NN_WEIGHT = 2.0 / 3.0
@@ -106,6 +110,10 @@ class PriorResult:
         seconds: wall time of the minimization.
         lr_rms: RMS of ``A(image) - LR`` in intensity units.
         choice: how K was chosen (measured wall width, blur, delta).
+        sign_changes: share of LR neighbour pairs on opposite sides of the
+            median (m_z); above :data:`ALIASED_SIGN_CHANGES` a warning is
+            logged: the domains are not resolved and the prior can do worse
+            than interpolation.
     """
 
     image: np.ndarray
@@ -117,6 +125,15 @@ class PriorResult:
     seconds: float
     lr_rms: float
     choice: dict = field(default_factory=dict)
+    sign_changes: float = 0.0
+
+
+def sign_changes(lr: np.ndarray) -> float:
+    """Share of horizontal and vertical LR neighbour pairs on opposite sides of the median."""
+    lr = np.asarray(lr)
+    s = lr > np.median(lr)
+    changes = np.count_nonzero(s[1:] != s[:-1]) + np.count_nonzero(s[:, 1:] != s[:, :-1])
+    return changes / max(s[1:].size + s[:, 1:].size, 1)
 
 
 def intensity_scale(lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +262,13 @@ def reconstruct(
         raise MagsrError(f"the LR image is too small. Received: shape={lr.shape}")
     h, w, channels = lr.shape
     offset, scale = intensity_scale(lr)
+    changes = sign_changes(lr[..., -1])
+    if changes > ALIASED_SIGN_CHANGES:
+        logger.warning(
+            "%.0f %% of neighbouring LR pixels change sign: the domains are narrower than the "
+            "LR grid resolves, and the prior can do worse than interpolation",
+            100 * changes,
+        )
     y = (lr - offset) / scale
     choice = {}
     if config.prior == "exchange":
@@ -314,6 +338,7 @@ def reconstruct(
         seconds=seconds,
         lr_rms=lr_rms,
         choice=choice,
+        sign_changes=changes,
     )
 
 

@@ -681,6 +681,7 @@ def fit_image(
             "iterations": result.iterations,
             "seconds": result.seconds,
             "lr_rms": result.lr_rms,
+            "lr_sign_changes": result.sign_changes,
             "start": "network" if config.network else "bicubic",
         }
     sr = list(maps.values())[-1]

@@ -124,3 +124,11 @@ def test_bad_inputs(scene):
         reconstruct(np.zeros((8, 8)), 4)
     with pytest.raises(MagsrError, match="init must be"):
         reconstruct(lr, 4, init=np.zeros((4, 4, 1)))
+
+
+def test_aliased_lr_image_is_flagged(caplog):
+    # Independent pixels: neighbours disagree half the time, a checkerboard always.
+    checker = np.indices((16, 16)).sum(axis=0) % 2 * 2.0 - 1.0
+    with caplog.at_level("WARNING", logger="magsr_tf.image_prior"):
+        result = reconstruct(checker, 2, config=PriorConfig("exchange", max_iter=2))
+    assert result.sign_changes == 1.0 and "narrower than the LR grid" in caplog.text

@@ -172,7 +172,8 @@ def bench_real(
         record("lanczos", *_timed(lambda: lanczos(lr, ratio)))
     if "prior" in methods:
         res, wall, cpu = _timed(lambda: reconstruct(lr, ratio, deg, PriorConfig(prior)))
-        record("prior", res.image, wall, cpu, {"anisotropy": res.anisotropy})
+        extra = {"anisotropy": res.anisotropy, "lr_sign_changes": res.sign_changes}
+        record("prior", res.image, wall, cpu, extra)
     want_net = {"network", "network+prior"} & set(methods)
     if want_net and not network_ok:
         logger.info("bench real: no network at ratio %d with %s", ratio, deg.name)
