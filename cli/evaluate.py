@@ -79,13 +79,32 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         models: Path = typer.Option(Path("saved_models"), "--models", help="Models folder."),
-        out: Path = typer.Option(None, "--out", help="Markdown file (default: MODELS/report.md)."),
+        out: Path = typer.Option(
+            None,
+            "--out",
+            help="Markdown file (default: MODELS/report.md, or MODELS/tables.md with --tables).",
+        ),
+        tables: bool = typer.Option(
+            False,
+            "--tables",
+            help="Only Tables 1-2 of the shipped models next to the paper (for the README).",
+        ),
     ) -> None:
-        """Collect every model's tables and figures under saved_models/ into one Markdown file."""
+        """Collect every model's tables and figures under saved_models/ into one Markdown file.
+
+        It opens with Tables 1-2 (Type I, Type II) of the shipped models
+        (typeI_x4 ... typeII_x16) beside the paper's numbers.
+        """
         from magsr_tf.report import ReportConfig, build_report
 
-        result = build_report(ReportConfig(models_dir=models, out=out))
+        result = build_report(ReportConfig(models_dir=models, out=out, tables_only=tables))
         console = output_console()
+        if tables:
+            console.print(
+                f"Tables 1-2 of {len(result['models'])} model(s): {result['report']}",
+                markup=False,
+            )
+            return
         console.print(
             f"Report of {len(result['models'])} model(s) and {len(result['experiments'])} "
             f"experiment(s): {result['report']}"
