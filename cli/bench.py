@@ -165,6 +165,26 @@ def real(
     _show(f"{image.name} x{ratio}: against the native image", rows, json_out)
 
 
+@bench_app.command("models")
+def models(
+    models_dir: Path = typer.Option(Path("saved_models"), "--models", help="Models root."),
+    batch: int = typer.Option(8, help="LR images per call."),
+    seconds: float = typer.Option(3.0, help="Timed seconds per model and runtime."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+) -> None:
+    """SR images/s of each shipped model: SavedModel and TFLite vs its Keras model."""
+    from magsr_tf_cli.output import counting_progress
+
+    from magsr_tf.benchmarks.inference import bench_models
+
+    bar, on_progress = counting_progress("bench models", unit="model")
+    try:
+        rows = bench_models(models_dir, batch=batch, seconds=seconds, progress=on_progress)
+    finally:
+        bar.stop()
+    _show("SR inference of the shipped models", rows, json_out)
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` to `app`."""
     app.add_typer(bench_app, name="bench")
