@@ -224,3 +224,35 @@ def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
     # The guard saw the training reads: LR rows, nothing else of the file.
     assert any(k.strip("/").startswith("lr") for k in seen)
     assert not any("hr" in k.strip("/").split("/") for k in seen)
+
+
+# --------------------------------------------------------------------------- bench models
+
+
+def test_bench_models_times_saved_model_and_tflite_against_keras(tmp_path):
+    from magsr_tf.benchmarks.inference import bench_models, model_folders
+    from magsr_tf.export import export_saved_model, export_tflite
+    from magsr_tf.model import ModelConfig, build_models
+
+    root = tmp_path / "saved_models"
+    for name in ("typeII_x16", "mine_x16"):  # a shipped name and a user's model
+        sr_model, _ = build_models(ModelConfig(ratio=16, channels=3))
+        (root / name).mkdir(parents=True)
+        sr_model.save(root / name / "model.keras")
+        export_saved_model(sr_model, root / name)
+    export_tflite(root / "typeII_x16", root / "typeII_x16" / "typeII_x16.tflite")
+    # Only the shipped models are timed when there are some.
+    assert [p.name for p in model_folders(root)] == ["typeII_x16"]
+    seen = []
+    (row,) = bench_models(root, batch=2, seconds=0.05, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (1, 1)
+    assert row["model"] == "typeII_x16" and row["LR size"] == "8x8"
+    for key in ("Keras img/s", "SavedModel img/s", "TFLite img/s"):
+        assert row[key] > 0
+    assert row["TFLite / Keras"] == pytest.approx(row["TFLite img/s"] / row["Keras img/s"])
+    # Without shipped models, every served model is timed (here without a TFLite file).
+    (root / "typeII_x16" / "1" / "saved_model.pb").unlink()
+    (row,) = bench_models(root, batch=1, seconds=0.05)
+    assert row["model"] == "mine_x16" and row["TFLite img/s"] is None
+    with pytest.raises(MagsrError, match="no models folder"):
+        bench_models(tmp_path / "nowhere")
