@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
             True, "--physical/--no-physical", help="Energy, S(q) peak, Q, domain walls."
         ),
         refine_steps: int = typer.Option(
-            400,
+            200,
             "--refine-steps",
             help="Steps of 'SR network + refine' and 'bicubic + refine' (0: skip them).",
         ),

@@ -137,9 +137,12 @@ class EvaluationData:
 
 
 def resolve_data_path(data: str | Path, data_dir: Path = DATA_DIR) -> Path:
-    """``typeI``/``typeII`` -> ``data/typeI.h5``/``data/typeII.h5``; anything else is a path."""
+    """``typeI``/``typeII`` -> ``data/KIND.h5``, or ``data/KIND_quick.h5`` (what ``fit KIND``
+    makes) when only that exists; anything else is a path."""
     if str(data) in DATA_ALIASES:
-        return Path(data_dir) / f"{data}.h5"
+        full = Path(data_dir) / f"{data}.h5"
+        quick = Path(data_dir) / f"{data}_quick.h5"
+        return quick if quick.exists() and not full.exists() else full
     return Path(data)
 
 
@@ -373,7 +376,7 @@ class EvaluateConfig:
     max_images: int | None = None
     batch_size: int = 32
     physical: bool = True
-    refine_steps: int = 400  # magsr_tf.refine.DEFAULT_STEPS (not imported: it pulls TF)
+    refine_steps: int = 200  # magsr_tf.refine.DEFAULT_STEPS (not imported: it pulls TF)
 
     def __post_init__(self):
         if self.refine_steps < 0:

@@ -38,7 +38,7 @@ from magsr_tf.energy import SpinEnergy, hamiltonian_to_json, resolve_hamiltonian
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 200
 DEFAULT_LEARNING_RATE = 0.01
 DEFAULT_WEIGHT = 100.0
 DEFAULT_MULTIPLIER_EVERY = 50
