@@ -358,3 +358,35 @@ def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
         assert "Traceback" not in err and "Error" in err, (args, err)
         assert len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "o").exists()
+
+
+def test_fit_image_network_then_prior_with_a_stub_trainer(tmp_path):
+    pytest.importorskip("tensorflow")
+    import json
+
+    from magsr_tf.images import fit_image
+    from magsr_tf.model import ModelConfig, build_models
+
+    path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png", (32, 40))
+
+    def stub_train(patches, cfg, progress):
+        sr_model, _ = build_models(ModelConfig(ratio=4, channels=1, padding="reflect"))
+        return sr_model, []
+
+    config = FitImageConfig(
+        images=(path,),
+        ratio=4,
+        patch=8,
+        patches=20,
+        degrade=True,
+        prior="exchange",
+        out_dir=tmp_path / "model",
+    )
+    result = fit_image(config, train_fn=stub_train)
+    assert set(result.metrics) == {"sr", "network+prior", "gaussian", "bicubic"}
+    assert result.files["model"].is_file() and result.files["network_prior_png"].is_file()
+    summary = json.loads(result.files["summary"].read_text())
+    assert summary["prior"]["start"] == "network"
+    np.testing.assert_array_equal(np.load(result.files["sr_npy"]), result.sr)
+    # The prior repairs an untrained network's output.
+    assert result.metrics["network+prior"]["mse"] < result.metrics["sr"]["mse"]
