@@ -138,6 +138,7 @@ def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     assert [e["step"] for e in events if e["kind"] == "step_start"] == names[-2:]
     ledger = json.loads((config.out / rep.STATE_FILE).read_text())
     assert ledger["recipe"]["fit"] == TINY_FIT
+    assert "git_commit" in ledger
 
 
 def test_unknown_model_names_are_refused(tmp_path):
