@@ -30,9 +30,11 @@ class _Display:
             return
         where = f"[{event.get('index', 0) + 1}/{event.get('total', 0)}] {event.get('step')}"
         if kind == "step_skip":
-            self.status[event["step"]] = "skipped (complete)"
+            reason = event.get("reason", "complete")
+            self.status[event["step"]] = f"skipped ({reason})"
             self.seconds[event["step"]] = event.get("seconds")
-            self.console.print(f"{where}: already complete, skipped", markup=False)
+            what = "already complete" if reason == "complete" else "nothing needs it"
+            self.console.print(f"{where}: {what}, skipped", markup=False)
         elif kind == "step_start":
             self.close()
             self.console.print(f"{where} ...", markup=False)

@@ -21,6 +21,7 @@ and how long it took; a skipped step keeps the time of the run that did it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -122,11 +123,20 @@ class ReproduceConfig:
 
 @dataclass
 class Step:
-    """One step of the plan: ``run()`` does it, ``complete()`` says whether its output is there."""
+    """One step of the plan.
+
+    ``run(progress)`` does it; ``complete(record)`` says whether its output is
+    there, given the step's ledger record; ``source()`` (optional) fingerprints
+    the step's input, recorded in the ledger as ``"source"`` when it is done;
+    a step with ``needed_by`` is skipped when all those steps are complete (a
+    dataset that no unfinished step reads is not generated).
+    """
 
     name: str
     run: Callable[[Progress | None], Any] = field(repr=False)
-    complete: Callable[[], bool] = field(repr=False)
+    complete: Callable[[dict], bool] = field(repr=False)
+    source: Callable[[], str | None] | None = field(default=None, repr=False)
+    needed_by: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- ledger
@@ -189,10 +199,30 @@ def _fit_complete(model_dir: Path, epochs: int | None) -> bool:
     return epochs is None or len(summary.get("history", [])) >= epochs
 
 
-def _newer_than(path: Path, reference: Path) -> bool:
-    return (
-        path.is_file() and reference.exists() and path.stat().st_mtime >= reference.stat().st_mtime
-    )
+def fingerprint(path: Path) -> str | None:
+    """SHA-256 of a file (None if missing): which ``model.keras`` an output was made from."""
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _made_from(path: Path, source: Path, record: dict) -> bool:
+    """Whether ``path`` exists and was made from the current ``source``.
+
+    The ledger's fingerprint of the source decides; without one (a folder made
+    by hand, or by ``fit`` and ``evaluate`` directly) the output must be newer.
+    A clone's checkout order sets mtimes arbitrarily, hence the fingerprint first.
+    """
+    if not (path.is_file() and source.is_file()):
+        return False
+    recorded = record.get("source")
+    if recorded is not None:
+        return record.get("status") == "done" and recorded == fingerprint(source)
+    return path.stat().st_mtime >= source.stat().st_mtime
 
 
 def tflite_path(model_dir: Path) -> Path:
@@ -214,28 +244,30 @@ def plan(config: ReproduceConfig) -> list[Step]:
     models = config.models
     steps: list[Step] = []
     datasets = sorted({m.dataset for m in models}, key=list(DATASETS).index)
+    model_steps = {m.name: _model_steps(config, m, out / m.name) for m in models}
     for dataset in datasets:
-        steps.append(_generate_step(config, dataset))
+        users = [s.name for m in models if m.dataset == dataset for s in model_steps[m.name]]
+        steps.append(_generate_step(config, dataset, tuple(users)))
     for model in models:
-        steps += _model_steps(config, model, out / model.name)
+        steps += model_steps[model.name]
     steps.append(
         Step(
             "models_config",
             lambda progress: _write_models_config(out),
-            lambda: False,  # cheap, and other models may have come or gone: always rewrite
+            lambda record: False,  # cheap, and other models may have come or gone: always rewrite
         )
     )
     steps.append(
         Step(
             "report",
             lambda progress: _write_tables(out),
-            lambda: False,
+            lambda record: False,
         )
     )
     return steps
 
 
-def _generate_step(config: ReproduceConfig, dataset: str) -> Step:
+def _generate_step(config: ReproduceConfig, dataset: str, needed_by: tuple[str, ...]) -> Step:
     path = config.dataset_path(dataset)
 
     def run(progress: Progress | None) -> Path:
@@ -247,7 +279,9 @@ def _generate_step(config: ReproduceConfig, dataset: str) -> Step:
 
         return generate(GenerateConfig(**DATASETS[dataset], out=path), progress=on_progress)
 
-    return Step(f"generate:{dataset}", run, lambda: _dataset_complete(path))
+    return Step(
+        f"generate:{dataset}", run, lambda record: _dataset_complete(path), needed_by=needed_by
+    )
 
 
 def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -> list[Step]:
@@ -286,16 +320,18 @@ def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -
 
     keras = model_dir / "model.keras"
     return [
-        Step(f"fit:{model.name}", fit_run, lambda: _fit_complete(model_dir, epochs)),
+        Step(f"fit:{model.name}", fit_run, lambda record: _fit_complete(model_dir, epochs)),
         Step(
             f"tflite:{model.name}",
             tflite_run,
-            lambda: _newer_than(tflite_path(model_dir), keras),
+            lambda record: _made_from(tflite_path(model_dir), keras, record),
+            lambda: fingerprint(keras),
         ),
         Step(
             f"evaluate:{model.name}",
             evaluate_run,
-            lambda: _newer_than(evaluation_path(model_dir, kind, model.ratio), keras),
+            lambda record: _made_from(evaluation_path(model_dir, kind, model.ratio), keras, record),
+            lambda: fingerprint(keras),
         ),
     ]
 
@@ -367,10 +403,27 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
     emit = progress or (lambda event: None)
     emit({"kind": "plan", "steps": [s.name for s in steps]})
     t_run = time.perf_counter()
+    by_name = {s.name: s for s in steps}
     for index, step in enumerate(steps):
         record = state["steps"].get(step.name, {})
         base = {"step": step.name, "index": index, "total": len(steps)}
-        if step.complete():
+        if (
+            not step.complete(record)
+            and step.needed_by
+            and all(by_name[n].complete(state["steps"].get(n, {})) for n in step.needed_by)
+        ):
+            logger.info("%s: every step that needs it is complete, skipped", step.name)
+            state["steps"][step.name] = {**record, "status": "not needed"}
+            emit(
+                {
+                    "kind": "step_skip",
+                    **base,
+                    "seconds": record.get("seconds"),
+                    "reason": "not needed",
+                }
+            )
+            continue
+        if step.complete(record):
             logger.info("%s: already complete, skipped", step.name)
             state["steps"][step.name] = {**record, "status": "done", "skipped_last_run": True}
             emit({"kind": "step_skip", **base, "seconds": record.get("seconds")})
@@ -396,6 +449,8 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "skipped_last_run": False,
         }
+        if step.source is not None:
+            state["steps"][step.name]["source"] = step.source()
         _write_json_atomic(state_path, state)
         emit({"kind": "step_done", **base, "seconds": seconds})
     state["last_run_seconds"] = time.perf_counter() - t_run

@@ -4,6 +4,7 @@ the training phase reads no HR (the network is trained on LR images only)."""
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import pytest
@@ -139,6 +140,31 @@ def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     ledger = json.loads((config.out / rep.STATE_FILE).read_text())
     assert ledger["recipe"]["fit"] == TINY_FIT
     assert "git_commit" in ledger
+
+    # Outputs are tied to the model they were made from by its fingerprint, not by
+    # mtimes (a clone's checkout order sets those): an older-looking TFLite file is
+    # kept, an evaluation recorded for another model.keras is redone.
+    keras = config.out / "typeI_x4" / "model.keras"
+    assert ledger["steps"]["tflite:typeI_x4"]["source"] == rep.fingerprint(keras)
+    stamp = keras.stat().st_mtime
+    os.utime(config.out / "typeI_x4" / "typeI_x4.tflite", (stamp - 60, stamp - 60))
+    ledger["steps"]["evaluate:typeI_x4"]["source"] = "0" * 64
+    (config.out / rep.STATE_FILE).write_text(json.dumps(ledger))
+    events = []
+    rep.reproduce(config, progress=events.append)
+    started = [e["step"] for e in events if e["kind"] == "step_start"]
+    assert started == ["evaluate:typeI_x4", *names[-2:]]
+
+    # Without its dataset (a fresh clone of finished models) nothing is regenerated
+    # while every step reading it is complete.
+    generated.clear()
+    (tmp_path / "data" / "typeI_reproduce.h5").unlink()
+    events = []
+    state = rep.reproduce(config, progress=events.append)
+    assert generated == []
+    (skip,) = [e for e in events if e.get("step") == "generate:typeI"]
+    assert skip["kind"] == "step_skip" and skip["reason"] == "not needed"
+    assert state["steps"]["generate:typeI"]["status"] == "not needed"
 
 
 def test_unknown_model_names_are_refused(tmp_path):
