@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,19 @@ def _mean(metrics: dict, name: str, key: str) -> float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def corr_digits(value: Any) -> int:
+    """Significant digits that show a Corr's distance from 1 (0.99997, not "1")."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < 1 - value < 1:
+        return max(4, math.ceil(-math.log10(1 - value)) + 2)
+    return 4
+
+
+def _corr_cell(summary: dict | None) -> str:
+    if not summary:
+        return "–"
+    return mean_std(summary, digits=corr_digits(summary.get("mean")))
+
+
 def _db(value: float | None) -> str:
     return "–" if value is None else f"{value:+.2f}"
 
@@ -303,7 +317,7 @@ def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[li
                         f"x{ratio}",
                         TABLE_LABELS.get(method, method),
                         mean_std(m.get("mse")),
-                        mean_std(m.get("corr")),
+                        _corr_cell(m.get("corr")),
                         mean_std(m.get("psnr"), decibels=True),
                         mean_std(m.get("psnr_tables"), decibels=True),
                         fmt(published["mse"]) if published else "",

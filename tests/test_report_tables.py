@@ -96,6 +96,14 @@ def test_tables_next_to_the_paper(models_dir):
     assert "| x4 | SR network + refine |" in text and "| x4 | bicubic + refine |" in text
 
 
+def test_corr_near_one_keeps_its_distance_from_one():
+    from magsr_tf.report import _corr_cell
+
+    assert _corr_cell({"mean": 0.9999692, "std": 4.1e-06}).startswith("0.9999692 ± ")
+    assert _corr_cell({"mean": 0.8437, "std": 0.0094}).startswith("0.8437 ± ")
+    assert _corr_cell({"mean": 1.0, "std": 0.0}).startswith("1 ± ")
+
+
 def test_gains_over_aligned_and_paper_grid(models_dir):
     root, truths = models_dir
     build_report(ReportConfig(models_dir=root, tables_only=True))
