@@ -277,6 +277,13 @@ def score_test_split(
     }
 
 
+def _git_commit() -> str | None:
+    """The commit of the running code (None outside a git checkout), for ``summary.json``."""
+    from magsr_tf.reproduce import _git_commit as commit
+
+    return commit()
+
+
 def _save_keras_atomic(sr_model, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp.keras")
     sr_model.save(tmp)
@@ -344,6 +351,10 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
         "ratio": config.ratio,
         "hamiltonian": ham_json,
         "physics_weight": train_config.physics_weight,
+        "seed": config.seed,
+        "configuration": train_config.to_dict(),
+        "commit": _git_commit(),
+        "magsr_tf_version": __version__,
         "n_train": n_train,
         "n_test": info.n_test,
         "train_seconds": train_seconds,
