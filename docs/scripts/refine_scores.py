@@ -1,4 +1,4 @@
-"""Scores `magsr_tf.refine.refine` against ground truth on rows of a dataset (docs/physics_prior.md).
+"""Scores `magsr_tf.refine.refine` against ground truth on dataset rows (docs/physics_prior.md).
 
 Usage: python docs/scripts/refine_scores.py DATA.h5 RATIO N '{"steps": 200}'
 Scores the last N rows (the test split) or, with START=K in the environment, rows K..K+N.
