@@ -11,7 +11,9 @@ from magsr_tf_cli.output import output_console
 def serve(
     port: int = typer.Option(8501, "--port", help="REST TCP port (TF Serving's default: 8501)."),
     grpc_port: int = typer.Option(
-        8500, "--grpc-port", help="gRPC TCP port (TF Serving's default: 8500)."
+        None,
+        "--grpc-port",
+        help="gRPC TCP port (default 8500, TF Serving's, when the deploy extra is installed).",
     ),
     no_grpc: bool = typer.Option(False, "--no-grpc", help="Serve REST only."),
     models: Path = typer.Option(Path("saved_models"), "--models", help="Models root folder."),
@@ -31,8 +33,21 @@ def serve(
     ),
 ) -> None:
     """Serve every SavedModel under --models over REST and gRPC (Ctrl-C stops)."""
+    from importlib.util import find_spec
+
     from magsr_tf.serve import ServeConfig, available_models, start_servers
 
+    console = output_console()
+    if grpc_port is None and not no_grpc:
+        # A plain install has no gRPC stack: serve REST alone rather than fail.
+        if find_spec("grpc") is None or find_spec("tensorflow_serving") is None:
+            no_grpc = True
+            console.print(
+                'REST only: gRPC needs the deploy extra (pip install "magsr-tf[deploy]").',
+                markup=False,
+            )
+        else:
+            grpc_port = 8500
     config = ServeConfig(
         models_root=models,
         host=host,
@@ -43,7 +58,6 @@ def serve(
         batch_maps=batch_maps,
     )
     servers = start_servers(config)
-    console = output_console()
     listed = available_models(models)
     if not listed:
         console.print(
