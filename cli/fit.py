@@ -153,6 +153,12 @@ def fit(
         "--refine-steps",
         help="Steps of the 'SR network + refine' / 'bicubic + refine' rows (0: skip).",
     ),
+    degradation: str = typer.Option(
+        None,
+        "--degradation",
+        help="Blur of the downsizing: gaussian:SIGMA, box[:WIDTH] or psf:FILE.npy "
+        "(default: the sigma = 1 Gaussian that made the datasets).",
+    ),
     physics_weight: float = typer.Option(
         None,
         "--physics-weight",
@@ -177,6 +183,7 @@ def fit(
         seed=seed,
         physics_weight=physics_weight,
         refine_steps=refine_steps,
+        degradation=degradation,
     )
     console = output_console()
     display = _Display(console)

@@ -29,6 +29,11 @@ def refine(
     constraint: str = typer.Option("lagrangian", help="lagrangian or penalty."),
     batch_size: int = typer.Option(None, "--batch-size", help="Maps refined together."),
     dtype: str = typer.Option("float32", help="float32 or float64."),
+    degradation: str = typer.Option(
+        None,
+        "--degradation",
+        help="Blur that made the LR input: gaussian:SIGMA or box[:WIDTH] (default: sigma 1).",
+    ),
     out: Path = typer.Option(Path("refined"), "--out", help="Output folder."),
     root: Path = typer.Option(Path("saved_models"), "--root", help="Models root folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -45,6 +50,7 @@ def refine(
     config = RefineConfig(
         constraint=constraint,
         dtype=dtype,
+        degradation=degradation,
         **{k: v for k, v in options.items() if v is not None},
     )
     job = RefineJob(

@@ -85,6 +85,9 @@ class FitConfig:
             dataset records its Hamiltonian and has 3 components, else 0.
         refine_steps: steps of the physics-informed reconstructions scored
             beside the network on the test split (0: skip them).
+        degradation: blur of the training graph's downsizing (None: the
+            paper's sigma = 1 Gaussian that made the datasets); see
+            :mod:`magsr_tf.degradation`.
     """
 
     data: str = "typeI"
@@ -101,6 +104,7 @@ class FitConfig:
     data_dir: Path = field(default=DATA_DIR)
     physics_weight: float | None = None
     refine_steps: int = DEFAULT_REFINE_STEPS
+    degradation: str | None = None
 
     def __post_init__(self):
         if self.refine_steps < 0:
@@ -128,7 +132,7 @@ class FitConfig:
                 "pass --physics-weight 0"
             )
         return TrainConfig(
-            model=ModelConfig(ratio=self.ratio, channels=channels),
+            model=ModelConfig(ratio=self.ratio, channels=channels, degradation=self.degradation),
             epochs=QUICK_EPOCHS if self.epochs is None else self.epochs,
             steps_per_epoch=(
                 QUICK_STEPS_PER_EPOCH if self.steps_per_epoch is None else self.steps_per_epoch

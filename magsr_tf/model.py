@@ -55,6 +55,10 @@ class ModelConfig:
         fused_upsampling: compute each "2x up-sampling -> pad -> 3x3 conv" as one
             :class:`~magsr_tf.layers.UpsampleConv2D` (the same function and
             weights, ~6x faster on CPU) instead of three separate layers.
+        degradation: the blur of the fixed downsizing layer (None: the paper's
+            sigma = 1 Gaussian; else a spec such as ``"gaussian:1.5"``, ``"box"``
+            or ``"psf:FILE.npy"``, see :mod:`magsr_tf.degradation`). It is saved in
+            the layer's config, so exported models keep it.
     """
 
     ratio: int = 8
@@ -64,8 +68,13 @@ class ModelConfig:
     normalize_in_training: bool = True
     residual: bool = True
     fused_upsampling: bool = True
+    degradation: str | None = None
 
     def __post_init__(self):
+        if self.degradation is not None:
+            from magsr_tf.degradation import parse_degradation
+
+            parse_degradation(self.degradation)  # one-line error on a bad spec
         if self.ratio not in RATIOS:
             raise MagsrError(f"ratio must be one of {RATIOS}. Received: ratio={self.ratio}")
         if self.channels not in (1, 3):
@@ -141,7 +150,9 @@ def build_models(config: ModelConfig) -> tuple[keras.Model, keras.Model]:
     sr_model = keras.Model(inputs, sr, name=f"sr_x{config.ratio}")
 
     lr_source = sr if config.normalize_in_training else raw
-    lr_out = GaussianDownsample(config.ratio, config.padding, name="downsample")(lr_source)
+    lr_out = GaussianDownsample(
+        config.ratio, config.padding, degradation=config.degradation, name="downsample"
+    )(lr_source)
     training_model = keras.Model(inputs, lr_out, name=f"train_x{config.ratio}")
     return sr_model, training_model
 

@@ -66,6 +66,8 @@ class RefineConfig:
         dtype: "float32" (default, measured as good as float64 here) or "float64".
         batch_size: LR images refined together.
         record_every: steps between recorded objective values in the history.
+        degradation: the blur that made the LR input (None: the package's
+            sigma = 1 Gaussian); a separable spec of :mod:`magsr_tf.degradation`.
     """
 
     steps: int = DEFAULT_STEPS
@@ -78,8 +80,17 @@ class RefineConfig:
     dtype: str = "float32"
     batch_size: int = DEFAULT_BATCH
     record_every: int = 25
+    degradation: str | None = None
 
     def __post_init__(self):
+        if self.degradation is not None:
+            from magsr_tf.degradation import parse_degradation
+
+            if not parse_degradation(self.degradation).separable:
+                raise MagsrError(
+                    "refine needs a separable degradation (gaussian or box). "
+                    f"Received: degradation={self.degradation!r}"
+                )
         if self.steps < 0:
             raise MagsrError(f"steps must be >= 0. Received: steps={self.steps}")
         if not self.learning_rate > 0:
@@ -167,8 +178,8 @@ def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_re
 
     dtype = tf.float32 if config.dtype == "float32" else tf.float64
     n, h, w, _ = x0.shape
-    wy = tf.constant(downsample_matrix(h, ratio, config.padding), dtype)
-    wx = tf.constant(downsample_matrix(w, ratio, config.padding), dtype)
+    wy = tf.constant(downsample_matrix(h, ratio, config.padding, config.degradation), dtype)
+    wx = tf.constant(downsample_matrix(w, ratio, config.padding, config.degradation), dtype)
     lr_t = tf.constant(lr, dtype)
     mu = tf.constant(config.weight, dtype)
     lagrangian = config.constraint == "lagrangian"

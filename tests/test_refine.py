@@ -169,3 +169,25 @@ def test_init_model_of_another_ratio_is_refused(tmp_path):
     with pytest.raises(MagsrError, match="x8 model but --ratio is 4"):
         run_refine(job)
     assert not (tmp_path / "out").exists()
+
+
+def test_refine_with_another_degradation(type1_states, tmp_path):
+    # LR made by a wider blur: refine told the same blur recovers the state.
+    hr, _ = type1_states
+    lr = downsample(hr, RATIO, degradation="gaussian:1.5")
+    result = refine(lr, RATIO, "typeI", config=RefineConfig(steps=150, degradation="gaussian:1.5"))
+    assert metrics.mse(hr, result.sr).mean() < 1e-3
+    np.save(tmp_path / "psf.npy", np.ones((5, 5)) / 25)
+    with pytest.raises(MagsrError, match="separable"):
+        RefineConfig(degradation=f"psf:{tmp_path / 'psf.npy'}")
+
+
+def test_model_keeps_its_degradation(tmp_path):
+    import keras
+
+    from magsr_tf.model import ModelConfig, build_models
+
+    _, training = build_models(ModelConfig(ratio=4, degradation="gaussian:1.5"))
+    training.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras", compile=False)
+    assert "gaussian" in str(loaded.get_layer("downsample").get_config()["degradation"])
