@@ -333,9 +333,7 @@ def make_train_step(
         if energy is None or sr_model is None:
             raise MagsrError("the energy prior needs the energy and the SR model")
         # One forward pass gives both the LR reconstruction and the SR map.
-        both = keras.Model(
-            training_model.inputs, [training_model.outputs[0], sr_model.outputs[0]]
-        )
+        both = keras.Model(training_model.inputs, [training_model.outputs[0], sr_model.outputs[0]])
 
     def replica_step(lr):
         with tf.GradientTape() as tape:
