@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from magsr_tf import MagsrError
-from magsr_tf.physics.hamiltonian import Hamiltonian, TypeI, TypeII, make_hamiltonian
+from magsr_tf.physics.hamiltonian import (
+    Hamiltonian,
+    TypeI,
+    TypeII,
+    dipolar_kernel_grid,
+    make_hamiltonian,
+)
 
 __all__ = [
     "BOUNDARIES",
@@ -125,51 +131,6 @@ def dataset_hamiltonian(path) -> Hamiltonian | None:
     return resolve_hamiltonian(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
-def _dipolar_kernel(h: int, w: int, boundary: str) -> np.ndarray:
-    """Dipolar coupling ``W_ab(r) = (delta_ab - 3 r_a r_b / r^2) / r^3`` on the FFT grid.
-
-    Periodic: the ``[4, h, w]`` minimum-image kernel of
-    :func:`magsr_tf.physics.hamiltonian.dipolar_kernel` (tied images at L/2 averaged,
-    which cancels W_xy there), generalized to h != w. Open: a ``[4, 2h, 2w]`` kernel
-    of the plain displacements -(h-1)..(h-1) for a zero-padded linear convolution.
-
-    Returns:
-        float64 ``[4, ., .]`` with W_xx, W_yy, W_zz, W_xy indexed ``[., dy, dx]``.
-    """
-
-    def signed(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        d = np.arange(size)
-        if boundary == "periodic":
-            return np.where(2 * d > n, d - n, d).astype(np.float64), 2 * d == n
-        # Zero-padded grid of size 2n: index n is no displacement that occurs.
-        s = np.where(d >= n, d - size, d).astype(np.float64)
-        return s, d == n
-
-    ny, nx = (h, w) if boundary == "periodic" else (2 * h, 2 * w)
-    sy, tied_y = signed(h, ny)
-    sx, tied_x = signed(w, nx)
-    y, x = np.meshgrid(sy, sx, indexing="ij")
-    r2 = x * x + y * y
-    r2[0, 0] = 1.0  # the self term is zeroed below
-    inv_r3 = r2**-1.5
-    kern = np.stack(
-        [
-            (1 - 3 * x * x / r2) * inv_r3,
-            (1 - 3 * y * y / r2) * inv_r3,
-            inv_r3,
-            -3 * x * y / r2 * inv_r3,
-        ]
-    )
-    kern[:, 0, 0] = 0.0
-    if boundary == "periodic":
-        kern[3][tied_y, :] = 0.0
-        kern[3][:, tied_x] = 0.0
-    else:
-        kern[:, tied_y, :] = 0.0
-        kern[:, :, tied_x] = 0.0
-    return kern
-
-
 class SpinEnergy:
     """Energy per spin of spin maps under a Hamiltonian, as a differentiable TF function.
 
@@ -254,7 +215,7 @@ class SpinEnergy:
 
         key = (h, w)
         if key not in self._kernels:
-            kern = _dipolar_kernel(h, w, self.boundary)
+            kern = dipolar_kernel_grid(h, w, self.boundary)
             k_hat = np.fft.rfft2(kern, axes=(-2, -1))
             self._kernels[key] = k_hat
         ctype = tf.complex64 if self.dtype == "float32" else tf.complex128

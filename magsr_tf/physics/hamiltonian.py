@@ -51,6 +51,7 @@ __all__ = [
     "max_torque",
     "hamiltonian_attrs",
     "dipolar_kernel",
+    "dipolar_kernel_grid",
     "dipolar_field",
     "check_spins",
     "delta_energy",
@@ -166,6 +167,50 @@ def _neighbour(spins: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return np.roll(spins, shift=(-dy, -dx), axis=(1, 2))
 
 
+def dipolar_kernel_grid(h: int, w: int, boundary: str = "periodic") -> np.ndarray:
+    """Dipolar coupling ``W_ab(r) = (delta_ab - 3 r_a r_b / r^2) / r^3`` on the FFT grid.
+
+    Periodic: the ``[4, h, w]`` minimum-image kernel (tied images at L/2 averaged,
+    which cancels W_xy there; :func:`dipolar_kernel` for h = w = L). Open: a ``[4, 2h, 2w]`` kernel
+    of the plain displacements -(h-1)..(h-1) for a zero-padded linear convolution.
+
+    Returns:
+        float64 ``[4, ., .]`` with W_xx, W_yy, W_zz, W_xy indexed ``[., dy, dx]``.
+    """
+
+    def signed(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        d = np.arange(size)
+        if boundary == "periodic":
+            return np.where(2 * d > n, d - n, d).astype(np.float64), 2 * d == n
+        # Zero-padded grid of size 2n: index n is no displacement that occurs.
+        s = np.where(d >= n, d - size, d).astype(np.float64)
+        return s, d == n
+
+    ny, nx = (h, w) if boundary == "periodic" else (2 * h, 2 * w)
+    sy, tied_y = signed(h, ny)
+    sx, tied_x = signed(w, nx)
+    y, x = np.meshgrid(sy, sx, indexing="ij")
+    r2 = x * x + y * y
+    r2[0, 0] = 1.0  # the self term is zeroed below
+    inv_r3 = r2**-1.5
+    kern = np.stack(
+        [
+            (1 - 3 * x * x / r2) * inv_r3,
+            (1 - 3 * y * y / r2) * inv_r3,
+            inv_r3,
+            -3 * x * y / r2 * inv_r3,
+        ]
+    )
+    kern[:, 0, 0] = 0.0
+    if boundary == "periodic":
+        kern[3][tied_y, :] = 0.0
+        kern[3][:, tied_x] = 0.0
+    else:
+        kern[:, tied_y, :] = 0.0
+        kern[:, :, tied_x] = 0.0
+    return kern
+
+
 @functools.lru_cache(maxsize=8)
 def dipolar_kernel(lattice: int) -> np.ndarray:
     """Real-space dipolar coupling tensor W(r) on the periodic L x L lattice.
@@ -177,27 +222,7 @@ def dipolar_kernel(lattice: int) -> np.ndarray:
     Returns:
         float64 array ``[4, L, L]`` holding W_xx, W_yy, W_zz, W_xy indexed ``[., dy, dx]``.
     """
-    n = int(lattice)
-    d = np.arange(n)
-    signed = np.where(2 * d > n, d - n, d).astype(np.float64)
-    y, x = np.meshgrid(signed, signed, indexing="ij")
-    r2 = x * x + y * y
-    r2[0, 0] = 1.0  # placeholder, the self term is zeroed below
-    inv_r3 = r2**-1.5
-    w = np.stack(
-        [
-            (1 - 3 * x * x / r2) * inv_r3,
-            (1 - 3 * y * y / r2) * inv_r3,
-            inv_r3,
-            -3 * x * y / r2 * inv_r3,
-        ]
-    )
-    w[:, 0, 0] = 0.0
-    # W_xx, W_yy, W_zz are even in x and in y, W_xy is odd in both: averaging over the tied
-    # images at +-L/2 leaves the even components unchanged and cancels W_xy.
-    tied = 2 * d == n
-    w[3][tied, :] = 0.0
-    w[3][:, tied] = 0.0
+    w = dipolar_kernel_grid(int(lattice), int(lattice), "periodic")
     w.setflags(write=False)
     return w
 
