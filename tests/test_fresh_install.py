@@ -125,8 +125,10 @@ def test_quick_dataset_never_takes_the_paper_size_path(tmp_path):
         config = FitConfig(data=kind)
         assert config.data_path == Path("data") / f"{kind}_quick.h5"
         assert config.data_path != GenerateConfig(kind=kind).out  # where `generate KIND` writes
-        assert config.name == f"{kind}_x8"
+        # The quick model never takes a shipped model's folder (saved_models/KIND_xR).
+        assert config.name == f"{kind}_quick_x8"
     assert FitConfig(data="data/typeI.h5").data_path == Path("data/typeI.h5")
+    assert FitConfig(data="data/typeI.h5").name == "typeI_x8"
 
 
 def test_fit_reports_its_dataset_first(tmp_path):
