@@ -1,7 +1,9 @@
 """Type I x8 runs behind docs/physics_prior.md: training-set size with the prior, and the
 supervised ceiling (same network trained on HR targets; for comparison only, never a default).
 
-Usage: python docs/scripts/prior_ablation.py data/typeI_reproduce.h5 {size N | supervised}
+Usage: python docs/scripts/prior_ablation.py data/typeI_reproduce.h5 MODE
+MODE: size N (N training states) | lr LR (peak learning rate) | noskip (no bicubic skip) |
+supervised. All but "supervised" train on LR only with the energy prior.
 """
 
 import sys
@@ -23,20 +25,23 @@ with h5py.File(path) as f:
     hr_test = f["hr"][n - n_test :].astype(np.float32)
     lr_test = f[f"lr/x{RATIO}"][n - n_test :].astype(np.float32)
 t0 = time.perf_counter()
-if mode == "size":
-    n_train = int(sys.argv[3])
+if mode in ("size", "lr", "noskip"):
+    n_train = int(sys.argv[3]) if mode == "size" else n - n_test
+    peak = float(sys.argv[3]) if mode == "lr" else 0.003
     config = TrainConfig(
-        model=ModelConfig(ratio=RATIO),
+        model=ModelConfig(ratio=RATIO, residual=mode != "noskip"),
         epochs=EPOCHS,
         steps_per_epoch=STEPS,
-        learning_rate=0.003,
+        learning_rate=peak,
         schedule="warmup_cosine",
         seed=SEED,
         physics_weight=0.03,
         hamiltonian=hamiltonian_to_json(dataset_hamiltonian(path)),
     )
     sr_model = train_h5(path, config, stop=n_train).sr_model
-    label = f"energy prior, {n_train} training states x 16 phases"
+    label = f"energy prior, {n_train} training states x 16 phases, lr {peak}" + (
+        ", no bicubic skip" if mode == "noskip" else ""
+    )
 else:
     import keras
 
