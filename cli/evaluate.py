@@ -34,9 +34,10 @@ def register(app: typer.Typer) -> None:
             True, "--physical/--no-physical", help="Energy, S(q) peak, Q, domain walls."
         ),
         refine_steps: int = typer.Option(
-            200,
+            None,
             "--refine-steps",
-            help="Steps of 'SR network + refine' and 'bicubic + refine' (0: skip them).",
+            help="Steps of 'SR network + refine' and 'bicubic + refine' "
+            "(default: refine's; 0: skip them).",
         ),
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
             max_images=images or None,
             batch_size=batch_size,
             physical=physical,
-            refine_steps=refine_steps,
+            **({} if refine_steps is None else {"refine_steps": refine_steps}),
         )
         console = output_console()
         bar, on_progress = counting_progress("super-resolving", unit="img")

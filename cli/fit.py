@@ -149,9 +149,10 @@ def fit(
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
     refine_steps: int = typer.Option(
-        200,
+        None,
         "--refine-steps",
-        help="Steps of the 'SR network + refine' / 'bicubic + refine' rows (0: skip).",
+        help="Steps of the 'SR network + refine' / 'bicubic + refine' rows "
+        "(default: refine's; 0: skip).",
     ),
     degradation: str = typer.Option(
         None,
@@ -182,7 +183,7 @@ def fit(
         strategy=strategy,
         seed=seed,
         physics_weight=physics_weight,
-        refine_steps=refine_steps,
+        **({} if refine_steps is None else {"refine_steps": refine_steps}),
         degradation=degradation,
     )
     console = output_console()

@@ -38,6 +38,7 @@ import numpy as np
 from magsr_tf import MagsrError
 from magsr_tf.baselines import METHODS, upsample
 from magsr_tf.metrics import per_image, summarize, unit_normalize
+from magsr_tf.refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -376,7 +377,7 @@ class EvaluateConfig:
     max_images: int | None = None
     batch_size: int = 32
     physical: bool = True
-    refine_steps: int = 200  # magsr_tf.refine.DEFAULT_STEPS (not imported: it pulls TF)
+    refine_steps: int = DEFAULT_REFINE_STEPS
 
     def __post_init__(self):
         if self.refine_steps < 0:

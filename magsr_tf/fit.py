@@ -19,6 +19,7 @@ import numpy as np
 
 from magsr_tf import MagsrError, __version__
 from magsr_tf.model import ModelConfig
+from magsr_tf.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
 from magsr_tf.train import TrainConfig, train_h5
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ DEFAULT_LEARNING_RATE = 0.003
 # when the dataset records the Hamiltonian that made it (docs/physics_prior.md).
 DEFAULT_PHYSICS_WEIGHT = 0.03
 # The test-split table also scores "SR network + refine" and "bicubic + refine"
-# with this many steps (magsr_tf.refine.DEFAULT_STEPS).
-DEFAULT_REFINE_STEPS = 200
+# with refine's own default number of steps.
+DEFAULT_REFINE_STEPS = REFINE_DEFAULT_STEPS
 
 
 @dataclass(frozen=True)
@@ -243,10 +244,12 @@ def score_test_split(
     lr = _read_rows(path, f"lr/x{ratio}", n - n_test, n)
     sr = super_resolve(sr_model, lr, batch_size=batch)
     methods = {"sr_network": metrics.score(hr, sr)}
+    unit_maps = {}
     for method in ("bicubic", "bilinear", "gaussian"):
         up = upsample(lr, ratio, method=method, aligned=True)
+        unit_maps[method] = metrics.unit_normalize(up)
         methods[f"{method}_aligned"] = metrics.score(hr, up)
-        methods[f"{method}_aligned_unit"] = metrics.score(hr, metrics.unit_normalize(up))
+        methods[f"{method}_aligned_unit"] = metrics.score(hr, unit_maps[method])
     methods["bicubic_paper_misaligned"] = metrics.score(
         hr, upsample(lr, ratio, method="bicubic", aligned=False)
     )
@@ -263,9 +266,7 @@ def score_test_split(
             "sr_network": float(energy_per_spin(sr, hamiltonian).mean()),
             **{k: float(energy_per_spin(v, hamiltonian).mean()) for k, v in refined.items()},
             "bicubic_aligned_unit": float(
-                energy_per_spin(
-                    metrics.unit_normalize(upsample(lr, ratio, "bicubic")), hamiltonian
-                ).mean()
+                energy_per_spin(unit_maps["bicubic"], hamiltonian).mean()
             ),
         }
     sr_mse = methods["sr_network"]["mse"]["mean"]
@@ -281,11 +282,21 @@ def score_test_split(
     }
 
 
-def _git_commit() -> str | None:
-    """The commit of the running code (None outside a git checkout), for ``summary.json``."""
-    from magsr_tf.reproduce import _git_commit as commit
+def git_commit() -> str | None:
+    """The commit of the running code (None outside a git checkout): provenance of models."""
+    import subprocess
 
-    return commit()
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def _save_keras_atomic(sr_model, path: Path) -> None:
@@ -357,7 +368,7 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
         "physics_weight": train_config.physics_weight,
         "seed": config.seed,
         "configuration": train_config.to_dict(),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "magsr_tf_version": __version__,
         "n_train": n_train,
         "n_test": info.n_test,

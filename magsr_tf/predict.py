@@ -139,7 +139,15 @@ def _as_batch(array: np.ndarray, source: str) -> tuple[np.ndarray, bool]:
             f"{source}: expected 1 or 3 components and at least 2x2 pixels. "
             f"Received: shape={array.shape}"
         )
-    array = array.astype(np.float32)
+    return check_lr_values(array.astype(np.float32), source), single
+
+
+def check_lr_values(array: np.ndarray, source: str) -> np.ndarray:
+    """Checks LR maps ``[n, h, w, C]`` are finite with no vector longer than 1; returns them.
+
+    Raises:
+        MagsrError: NaN or inf, or a vector longer than 1 + :data:`VECTOR_LENGTH_TOLERANCE`.
+    """
     if not np.isfinite(array).all():
         raise MagsrError(f"{source} contains NaN or inf")
     length = np.sqrt(np.sum(np.square(array, dtype=np.float64), axis=-1))
@@ -149,7 +157,7 @@ def _as_batch(array: np.ndarray, source: str) -> tuple[np.ndarray, bool]:
             f"{source}: an LR image of unit spins has vectors no longer than 1, found "
             f"|m| = {length.max():.4g} (map {n}, pixel y={y}, x={x})"
         )
-    return array, single
+    return array
 
 
 def read_npy(path: Path) -> tuple[np.ndarray, bool]:

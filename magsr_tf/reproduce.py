@@ -357,23 +357,6 @@ def _write_tables(out: Path) -> Path:
 # --------------------------------------------------------------------------- run
 
 
-def _git_commit() -> str | None:
-    """The commit of the running code (None outside a git checkout): provenance of the models."""
-    import subprocess
-
-    try:
-        proc = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict:
     """Runs (or continues) the plan; returns the ledger.
 
@@ -392,7 +375,9 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
     state = read_state(out)
     state["version"] = STATE_VERSION
     state["magsr_tf_version"] = __version__
-    state["git_commit"] = _git_commit()
+    from magsr_tf.fit import git_commit
+
+    state["git_commit"] = git_commit()
     state["recipe"] = {
         "datasets": {k: {**v, "out": str(config.dataset_path(k))} for k, v in DATASETS.items()},
         "models": [m.__dict__ for m in MODELS],

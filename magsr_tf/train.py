@@ -339,11 +339,11 @@ def make_train_step(
         with tf.GradientTape() as tape:
             if with_prior:
                 out, sr = both(lr, training=True)
-                per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
-                per_image += physics_weight * energy(sr)
             else:
                 out = training_model(lr, training=True)
-                per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
+            per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
+            if with_prior:
+                per_image += physics_weight * energy(sr)
             loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch_size)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
