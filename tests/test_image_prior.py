@@ -7,6 +7,8 @@ from magsr_tf import MagsrError
 from magsr_tf.baselines import upsample
 from magsr_tf.degradation import DegradationOperator, degrade, parse_degradation
 from magsr_tf.image_prior import (
+    TANH_PER_ERF_BAND,
+    TANH_PER_ERF_L2,
     PriorConfig,
     _energy_and_gradient,
     choose_anisotropy,
@@ -57,6 +59,23 @@ def test_anisotropy_from_the_lr_wall_width(scene):
     k, choice = choose_anisotropy(lr, 4)
     assert choice["delta"] == pytest.approx(WALL, rel=0.25)
     assert k == pytest.approx(1 / (2 * WALL**2), rel=0.5)
+
+
+def test_tanh_per_erf_conversions():
+    from scipy.optimize import minimize_scalar
+    from scipy.special import erf, erfinv
+
+    x = np.linspace(-40.0, 40.0, 160001)
+    wall = erf(x / np.sqrt(2.0))
+    best = minimize_scalar(
+        lambda d: np.trapezoid((np.tanh(x / d) - wall) ** 2, x),
+        bounds=(0.5, 2.0),
+        method="bounded",
+        options={"xatol": 1e-9},
+    )
+    assert best.x == pytest.approx(TANH_PER_ERF_L2, abs=1e-5)
+    # Band matching: tanh(x / delta) = 1/2 where erf(x / sqrt 2) = 1/2.
+    assert np.tanh(np.sqrt(2.0) * erfinv(0.5) / TANH_PER_ERF_BAND) == pytest.approx(0.5)
 
 
 def test_prior_beats_bicubic_on_a_synthetic_labyrinth(scene):
