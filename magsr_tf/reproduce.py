@@ -64,16 +64,19 @@ class ModelRecipe:
             ``magsr-tf fit`` picks by itself (those end in ``_quick_xR``).
         dataset: key of :data:`DATASETS`.
         ratio: super-resolution ratio.
+        epochs: training epochs; None: ``FIT_OPTIONS["epochs"]``.
     """
 
     name: str
     dataset: str
     ratio: int
+    epochs: int | None = None
 
 
 MODELS: tuple[ModelRecipe, ...] = (
     ModelRecipe("typeI_x4", "typeI", 4),
-    ModelRecipe("typeI_x8", "typeI", 8),
+    # 6 epochs (900 steps): the README's quick run, `magsr-tf fit typeI --ratio 8`.
+    ModelRecipe("typeI_x8", "typeI", 8, epochs=6),
     ModelRecipe("typeII_x4", "typeII", 4),
     ModelRecipe("typeII_x8", "typeII", 8),
     ModelRecipe("typeII_x16", "typeII", 16),
@@ -82,6 +85,15 @@ MODELS: tuple[ModelRecipe, ...] = (
 FIT_OPTIONS: dict[str, Any] = {"epochs": 8}
 """:class:`magsr_tf.fit.FitConfig` arguments beyond data/ratio/out (defaults otherwise:
 the energy prior is on, seed 0)."""
+
+
+def fit_options(model: ModelRecipe) -> dict[str, Any]:
+    """:class:`magsr_tf.fit.FitConfig` arguments of one model: FIT_OPTIONS and its epochs."""
+    options = dict(FIT_OPTIONS)
+    if model.epochs is not None:
+        options["epochs"] = model.epochs
+    return options
+
 
 EVALUATE_OPTIONS: dict[str, Any] = {}
 """:class:`magsr_tf.evaluate.EvaluateConfig` arguments beyond model/data."""
@@ -287,7 +299,8 @@ def _generate_step(config: ReproduceConfig, dataset: str, needed_by: tuple[str, 
 def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -> list[Step]:
     data = config.dataset_path(model.dataset)
     kind = DATASETS[model.dataset]["kind"]
-    epochs = FIT_OPTIONS.get("epochs")
+    options = fit_options(model)
+    epochs = options.get("epochs")
 
     def fit_run(progress: Progress | None) -> dict:
         from magsr_tf.fit import FitConfig, fit
@@ -298,7 +311,7 @@ def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -
                 total = event["epochs"] * event["steps"]
                 progress({"kind": "work", "done": done, "total": total, "unit": "step"})
 
-        fit_config = FitConfig(data=str(data), ratio=model.ratio, out=model_dir, **FIT_OPTIONS)
+        fit_config = FitConfig(data=str(data), ratio=model.ratio, out=model_dir, **options)
         return fit(fit_config, progress=on_progress)
 
     def tflite_run(progress: Progress | None) -> Path:

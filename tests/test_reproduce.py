@@ -194,6 +194,26 @@ def test_the_shipped_recipe_is_what_fit_typei_generates():
             assert fit.FitConfig(data=kind, ratio=ratio).name not in {m.name for m in rep.MODELS}
 
 
+def test_the_committed_models_are_the_recipe_and_count_as_trained():
+    # In a clone, `magsr-tf reproduce` must find every shipped model complete
+    # (no retraining), and the recipe must be the one the models were trained with.
+    from pathlib import Path
+
+    from magsr_tf.fit import FitConfig
+
+    for model in rep.MODELS:
+        folder = Path(__file__).resolve().parents[1] / rep.MODELS_DIR / model.name
+        trained = json.loads((folder / "train_config.json").read_text())
+        options = rep.fit_options(model)
+        assert trained["epochs"] == options["epochs"], model.name
+        assert trained["model"]["ratio"] == model.ratio
+        assert Path(trained["data"]).name == f"{model.dataset}_reproduce.h5"
+        defaults = FitConfig(data=model.dataset, ratio=model.ratio, **options)
+        assert trained["learning_rate"] == defaults.learning_rate
+        assert trained["seed"] == defaults.seed
+        assert rep._fit_complete(folder, options["epochs"]), model.name
+
+
 def test_a_corrupt_ledger_is_ignored(tmp_path):
     (tmp_path / rep.STATE_FILE).write_text("{not json")
     assert rep.read_state(tmp_path)["steps"] == {}

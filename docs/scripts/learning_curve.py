@@ -26,6 +26,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 PAPER_MSE = {("typeI", 4): 0.0016, ("typeI", 8): 0.0065, ("typeII", 4): 0.00018,
              ("typeII", 8): 0.00046, ("typeII", 16): 0.0061}  # fmt: skip
 """Table 1-2 of Lee et al. (2023), trained on 40,000 states."""
@@ -68,6 +70,8 @@ def run_curve(args) -> None:
     from magsr_tf.train import TrainConfig, train_h5
 
     recipe = json.loads((Path(args.model) / "train_config.json").read_text())
+    if args.epochs:
+        recipe["epochs"] = args.epochs
     model_cfg = ModelConfig(**recipe["model"])
     ratio = model_cfg.ratio
     out = Path(args.out)
@@ -110,47 +114,66 @@ def run_curve(args) -> None:
                     "mse_std": float(mse.std()),
                     "corr": float(metrics.corr(split.hr, sr).mean()),
                 }
-            run = {"n_train": n_train, "physics_weight": weight, "train_seconds": seconds,
-                   "test": scores}  # fmt: skip
+            run = {"n_train": n_train, "physics_weight": weight,
+                   "steps": recipe["epochs"] * recipe["steps_per_epoch"],
+                   "train_seconds": seconds, "test": scores}  # fmt: skip
             data["runs"].append(run)
             save(out, data)
             shown = ", ".join(f"{Path(p).name} MSE {s['mse']:.4g}" for p, s in scores.items())
             print(f"N={n_train} prior {weight}: {shown}; trained {seconds:.0f} s", flush=True)
 
 
+def test_count(path: str) -> int:
+    """Size of a dataset's test split (for the standard error of the mean MSE)."""
+    from magsr_tf.dataset import open_info
+
+    return open_info(path).n_test
+
+
 def plot(paths: list[str], figure: str) -> None:
+    """One panel per model; every results file on it is a pair of curves (prior, no prior)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [json.loads(Path(p).read_text()) for p in paths]
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.2), squeeze=False)
-    for ax, curve in zip(axes[0], curves, strict=True):
-        name = Path(curve["model"]).name
+    panels: dict[str, list[dict]] = {}
+    for p in paths:
+        curve = json.loads(Path(p).read_text())
+        panels.setdefault(Path(curve["model"]).name, []).append(curve)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.4), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
         kind, ratio = name.rsplit("_x", 1)[0], int(name.rsplit("_x", 1)[1])
-        test = next(iter(curve["bicubic"]))  # the first --test file: the shipped models' split
-        for weight, style, label in ((None, "o-", "energy prior"), (0.0, "s--", "no prior")):
-            runs = sorted(
-                (r for r in curve["runs"]
-                 if (r["physics_weight"] == 0.0) == (weight == 0.0)),
-                key=lambda r: r["n_train"],
-            )  # fmt: skip
-            if runs:
-                n = [r["n_train"] for r in runs]
-                mse = [r["test"][test]["mse"] for r in runs]
-                std = [r["test"][test]["mse_std"] for r in runs]
-                ax.errorbar(n, mse, yerr=std, fmt=style, capsize=3, label=f"network, {label}")
-        ax.axhline(curve["bicubic"][test]["mse"], color="gray", ls=":", label="aligned bicubic")
+        test = next(iter(curves[0]["bicubic"]))  # the first --test file: the shipped models' split
+        sem = 1.0 / np.sqrt(test_count(test))
+        for curve in curves:
+            steps = curve["recipe"]["epochs"] * curve["recipe"]["steps_per_epoch"]
+            for prior, style, label in ((True, "o-", "energy prior"), (False, "s--", "no prior")):
+                runs = sorted(
+                    (r for r in curve["runs"] if (r["physics_weight"] > 0) == prior),
+                    key=lambda r: r["n_train"],
+                )
+                if runs:
+                    ax.errorbar(
+                        [r["n_train"] for r in runs],
+                        [r["test"][test]["mse"] for r in runs],
+                        yerr=[r["test"][test]["mse_std"] * sem for r in runs],
+                        fmt=style,
+                        capsize=3,
+                        label=f"network, {label}, {steps} steps",
+                    )
+        ax.axhline(curves[0]["bicubic"][test]["mse"], color="gray", ls=":",
+                   label="aligned bicubic (unit spins)")  # fmt: skip
         if (kind, ratio) in PAPER_MSE:
             ax.plot([40000], [PAPER_MSE[(kind, ratio)]], "k*", ms=11, label="paper (40,000)")
+        ax.set_xlim(10, 1e5)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training configurations (x 16 LR phases)")
-        ax.set_ylabel(f"test MSE ({Path(test).name})")
-        ax.set_title(f"{kind} x{ratio}")
+        ax.set_ylabel(f"test MSE ± s.e. ({Path(test).name} test split)")
+        ax.set_title(f"{kind} x{ratio}: trained on LR only")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = Path(figure).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -165,6 +188,7 @@ def main() -> None:
     parser.add_argument("--test", action="append", default=[], help="HDF5 dataset(s) scored")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")])
     parser.add_argument("--prior-only", action="store_true", help="skip the no-prior runs")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs (longer runs)")
     parser.add_argument("--out", help="results JSON (resumable)")
     parser.add_argument("--plot", nargs="+", help="results JSON files to plot")
     parser.add_argument("--figure", default="docs/figures/learning_curve.png")
