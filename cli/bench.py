@@ -18,7 +18,8 @@ def _cell(value) -> str:
 def _show(title: str, rows: list[dict], json_out: Path | None) -> None:
     # One column per measured configuration, one row per figure: the figures
     # are many, the configurations few, so this stays readable in 80 columns.
-    keys = list(rows[0]) if rows else []
+    # Every key of any row, in first-seen order (rows may add their own, e.g. the prior's K).
+    keys = list(dict.fromkeys(key for row in rows for key in row))
     cells = [[key] + [_cell(row.get(key, "")) for row in rows] for key in keys]
     print_table(title, [""] + [f"#{i + 1}" for i in range(len(rows))], cells)
     if json_out is not None:
@@ -150,6 +151,10 @@ def real(
     patches: int = typer.Option(4000, help="Network training patches."),
     epochs: int = typer.Option(3, help="Network training epochs."),
     json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    unresolved: str = typer.Option(
+        "interpolate",
+        help="Prior where the LR grid does not resolve the domains: interpolate or prior.",
+    ),
 ) -> None:
     """Degrade a native image, super-resolve it with every method, score against the native."""
     from magsr_tf.benchmarks.real import METHODS, bench_real
@@ -161,7 +166,9 @@ def real(
         except ValueError as exc:
             raise typer.BadParameter(f"expected HEIGHTxWIDTH. Received: {crop!r}") from exc
     methods = METHODS if network else ("bicubic", "lanczos", "prior")
-    rows = bench_real(image, ratio, size, methods, degradation, prior, patches, epochs)
+    rows = bench_real(
+        image, ratio, size, methods, degradation, prior, patches, epochs, unresolved=unresolved
+    )
     _show(f"{image.name} x{ratio}: against the native image", rows, json_out)
 
 

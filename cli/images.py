@@ -67,6 +67,12 @@ def fit_image(
         "--network/--no-network",
         help="Train the patch network (with a prior: the prior refines its SR).",
     ),
+    unresolved: str = typer.Option(
+        "interpolate",
+        "--unresolved",
+        help="With a prior, when the LR grid does not resolve the domains: interpolate "
+        "(aligned bicubic, the default) or prior (reconstruct anyway).",
+    ),
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
     from magsr_tf.images import FitImageConfig
@@ -91,6 +97,7 @@ def fit_image(
         prior=prior,
         anisotropy=anisotropy,
         network=network,
+        unresolved=unresolved,
     )
     console = output_console()
     with progress_bar(stderr=False, unit="step") as bar:

@@ -28,6 +28,13 @@ places relative to the walls, and the wall length per area comes from the
 sign changes between LR neighbours). The blur of the degradation is removed
 in quadrature and the remaining width gives delta and K. Nothing is read from
 a native-resolution image.
+
+**Unresolved domains.** Where the LR grid no longer resolves the domains (more
+than half of the LR neighbour pairs change sign, :func:`sign_changes`) the
+prior paints sharp domains in the wrong places and scores below interpolation
+(x8 on the MFM and second LTEM image in docs/real_images.md). By default
+:func:`reconstruct` then returns the aligned bicubic up-sampling and says so
+(``PriorResult.method``); ``PriorConfig(unresolved="prior")`` runs the prior anyway.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ from magsr_tf import MagsrError
 logger = logging.getLogger(__name__)
 
 PRIORS = ("exchange", "anisotropy")
+UNRESOLVED = ("interpolate", "prior")
+"""What :func:`reconstruct` does with an LR image whose domains the LR grid does
+not resolve (see :data:`ALIASED_SIGN_CHANGES`): return the aligned bicubic
+up-sampling, or run the prior anyway."""
 CONSISTENCY = 1000.0
 """Weight mu of the LR data term against exchange J = 1."""
 TANH_PER_ERF_BAND = math.atanh(0.5) ** -1 * math.sqrt(2.0) * 0.4769362762044699
@@ -82,6 +93,12 @@ class PriorConfig:
         consistency: mu / J, the weight of the LR data term.
         max_iter: L-BFGS iterations at most.
         tolerance: relative energy change that ends the minimization.
+        unresolved: ``"interpolate"`` (default): when the LR image does not
+            resolve the domains (more than :data:`ALIASED_SIGN_CHANGES` of its
+            neighbour pairs change sign) return the aligned bicubic
+            up-sampling instead: there the prior paints sharp domains in the
+            wrong places and scores below interpolation (docs/real_images.md,
+            x8). ``"prior"``: reconstruct anyway.
     """
 
     prior: str = "anisotropy"
@@ -89,6 +106,7 @@ class PriorConfig:
     consistency: float = CONSISTENCY
     max_iter: int = 400
     tolerance: float = 1e-9
+    unresolved: str = "interpolate"
 
     def __post_init__(self):
         if self.prior not in PRIORS:
@@ -99,6 +117,10 @@ class PriorConfig:
             raise MagsrError(f"anisotropy must be >= 0. Received: anisotropy={self.anisotropy}")
         if not self.consistency > 0:
             raise MagsrError(f"consistency must be > 0. Received: consistency={self.consistency}")
+        if self.unresolved not in UNRESOLVED:
+            raise MagsrError(
+                f"unresolved must be one of {UNRESOLVED}. Received: unresolved={self.unresolved!r}"
+            )
         if self.max_iter < 1 or not self.tolerance > 0:
             raise MagsrError(
                 f"need max_iter >= 1 and tolerance > 0. Received: max_iter={self.max_iter}, "
@@ -124,6 +146,9 @@ class PriorResult:
             median (m_z); above :data:`ALIASED_SIGN_CHANGES` a warning is
             logged: the domains are not resolved and the prior can do worse
             than interpolation.
+        method: ``"prior"``, or ``"bicubic"`` where the LR image did not
+            resolve the domains and ``unresolved="interpolate"`` returned the
+            aligned bicubic up-sampling (then ``iterations`` is 0).
     """
 
     image: np.ndarray
@@ -136,6 +161,7 @@ class PriorResult:
     lr_rms: float
     choice: dict = field(default_factory=dict)
     sign_changes: float = 0.0
+    method: str = "prior"
 
 
 def sign_changes(lr: np.ndarray) -> float:
@@ -273,11 +299,15 @@ def reconstruct(
     h, w, channels = lr.shape
     offset, scale = intensity_scale(lr)
     changes = sign_changes(lr[..., -1])
-    if changes > ALIASED_SIGN_CHANGES:
+    unresolved = changes > ALIASED_SIGN_CHANGES
+    if unresolved:
         logger.warning(
             "%.0f %% of neighbouring LR pixels change sign: the domains are narrower than the "
-            "LR grid resolves, and the prior can do worse than interpolation",
+            "LR grid resolves, and the prior can do worse than interpolation; %s",
             100 * changes,
+            "returning the aligned bicubic up-sampling (unresolved='prior' runs the prior)"
+            if config.unresolved == "interpolate"
+            else "running the prior anyway (unresolved='prior')",
         )
     y = (lr - offset) / scale
     choice = {}
@@ -288,13 +318,31 @@ def reconstruct(
     else:
         k, choice = choose_anisotropy(lr, ratio, degradation)
     ops = DegradationOperator((h * ratio, w * ratio), ratio, degradation, "reflect")
+    if init is not None:
+        init = np.asarray(init, dtype=np.float64)
+        if init.shape != (h * ratio, w * ratio, channels):
+            raise MagsrError(
+                f"init must be [{h * ratio}, {w * ratio}, {channels}]. Received: shape={init.shape}"
+            )
+    if unresolved and config.unresolved == "interpolate":
+        t0 = time.perf_counter()
+        image = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
+        residual = np.stack([ops(image[..., c]) for c in range(channels)], -1) - lr
+        return PriorResult(
+            image=image.astype(np.float32),
+            spins=np.clip((image - offset) / scale, -1.0, 1.0).astype(np.float32),
+            anisotropy=k,
+            offset=np.asarray(offset),
+            scale=np.asarray(scale),
+            iterations=0,
+            seconds=time.perf_counter() - t0,
+            lr_rms=float(np.sqrt(np.mean(residual**2))),
+            choice=choice,
+            sign_changes=changes,
+            method="bicubic",
+        )
     if init is None:
         init = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
-    init = np.asarray(init, dtype=np.float64)
-    if init.shape != (h * ratio, w * ratio, channels):
-        raise MagsrError(
-            f"init must be [{h * ratio}, {w * ratio}, {channels}]. Received: shape={init.shape}"
-        )
     start = np.clip((init - offset) / scale, -0.98, 0.98)
     if channels == 1:
         # m_z only: the spin turns in the x-z plane, its x part the rest of the unit length.

@@ -397,6 +397,10 @@ class FitImageConfig:
         network: train the patch network. With a prior as well, the network's
             SR is the prior's starting point; without, the prior starts from
             aligned bicubic and no model is written.
+        unresolved: with a prior, what an LR image whose domains the LR grid
+            does not resolve gets: ``"interpolate"`` (the aligned bicubic
+            up-sampling, in place of the prior's map) or ``"prior"`` (the
+            prior anyway); :class:`magsr_tf.image_prior.PriorConfig`.
     """
 
     images: tuple[Path, ...]
@@ -422,6 +426,7 @@ class FitImageConfig:
     prior: str = "none"
     anisotropy: float | None = None
     network: bool = True
+    unresolved: str = "interpolate"
 
     def __post_init__(self):
         from magsr_tf.degradation import parse_degradation
@@ -433,7 +438,8 @@ class FitImageConfig:
                 f"prior must be one of {('none', *PRIORS)}. Received: prior={self.prior!r}"
             )
         if self.prior != "none":
-            PriorConfig(self.prior, self.anisotropy)  # checks the anisotropy
+            # checks the anisotropy and the unresolved policy
+            PriorConfig(self.prior, self.anisotropy, unresolved=self.unresolved)
         if not self.network and self.prior == "none":
             raise MagsrError("without the network (--no-network) give a --prior")
         if self.auto_sigma:
@@ -669,7 +675,7 @@ def fit_image(
             lr,
             config.ratio,
             degradation,
-            PriorConfig(config.prior, config.anisotropy),
+            PriorConfig(config.prior, config.anisotropy, unresolved=config.unresolved),
             init=sr_net,
             callback=progress,
         )
@@ -682,6 +688,7 @@ def fit_image(
             "seconds": result.seconds,
             "lr_rms": result.lr_rms,
             "lr_sign_changes": result.sign_changes,
+            "method": result.method,
             "start": "network" if config.network else "bicubic",
         }
     sr = list(maps.values())[-1]
@@ -703,6 +710,9 @@ def fit_image(
             )
     labels = {"sr": "SR network", "prior": f"{config.prior} prior"}
     labels["network+prior"] = f"network + {config.prior} prior"
+    if prior_info.get("method") == "bicubic":
+        # The LR image did not resolve the domains: the "prior" map is the bicubic one.
+        labels["prior"] = labels["network+prior"] = "unresolved: bicubic"
     panels = {
         f"Gaussian x{config.ratio}": baselines["gaussian"],
         f"bicubic x{config.ratio}": baselines["bicubic"],

@@ -46,6 +46,23 @@ def test_bench_real_rows(maze):
         assert set(row) >= {"pearson_r", "mse", "ssim", "seconds", "cpu_seconds"}
 
 
+def test_bench_real_unresolved_domains_fall_back_to_bicubic(tmp_path):
+    # Domains 7 px wide seen through an 8 px LR grid (like the MFM image at x8): not
+    # resolved, two in three LR neighbours change sign. The prior's row is then the
+    # bicubic one (the default) unless the prior is forced.
+    native = synthetic_domains((128, 128), 14.0, 0.5, SEED)
+    path = tmp_path / "fine.png"
+    Image.fromarray(np.round((native + 1) * 32767.5).astype(np.uint16)).save(path)
+    methods = ("bicubic", "prior")
+    rows = bench_real(path, ratio=8, crop=None, methods=methods)
+    by = {row["method"]: row for row in rows}
+    assert by["prior"]["lr_sign_changes"] > 0.5 and by["prior"]["prior_method"] == "bicubic"
+    assert by["prior"]["pearson_r"] == pytest.approx(by["bicubic"]["pearson_r"], abs=1e-6)
+    forced = bench_real(path, ratio=8, crop=None, methods=methods, unresolved="prior")
+    assert forced[1]["prior_method"] == "prior"
+    assert forced[1]["pearson_r"] != pytest.approx(by["bicubic"]["pearson_r"], abs=1e-6)
+
+
 def test_bench_real_skips_the_network_at_ratio_2(maze):
     rows = bench_real(maze, ratio=2, crop=(40, 48), methods=("bicubic", "network"))
     assert [row["method"] for row in rows] == ["bicubic"]
@@ -66,6 +83,7 @@ def test_bench_real_bad_input(maze, tmp_path, capsys, monkeypatch):
         [maze, "--crop", "10by10"],
         [maze, "--ratio", "1"],
         [maze, "--degradation", "blur"],
+        [maze, "--unresolved", "lanczos"],
     ):
         argv = ["magsr-tf", "bench", "real", *map(str, args), "--no-network"]
         monkeypatch.setattr(sys, "argv", argv)

@@ -331,6 +331,7 @@ def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
         [good, "--no-network"],  # no prior either
         [good, "--prior", "dmi"],
         [good, "--prior", "exchange", "--anisotropy", "-1"],
+        [good, *only, "--unresolved", "bicubic"],
         [good, *only, "--degradation", "blur:2"],
         [good, *only, "--degradation", "gaussian:x"],
         [good, *only, "--degradation", f"psf:{tmp_path}/even.npy"],

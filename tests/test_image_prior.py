@@ -7,6 +7,7 @@ from magsr_tf import MagsrError
 from magsr_tf.baselines import upsample
 from magsr_tf.degradation import DegradationOperator, degrade, parse_degradation
 from magsr_tf.image_prior import (
+    ALIASED_SIGN_CHANGES,
     TANH_PER_ERF_BAND,
     TANH_PER_ERF_L2,
     PriorConfig,
@@ -126,6 +127,7 @@ def test_network_start_is_used(scene):
         ({"anisotropy": -1.0}, "anisotropy"),
         ({"consistency": 0.0}, "consistency"),
         ({"max_iter": 0}, "max_iter"),
+        ({"unresolved": "bicubic"}, "unresolved must be"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -151,3 +153,23 @@ def test_aliased_lr_image_is_flagged(caplog):
     with caplog.at_level("WARNING", logger="magsr_tf.image_prior"):
         result = reconstruct(checker, 2, config=PriorConfig("exchange", max_iter=2))
     assert result.sign_changes == 1.0 and "narrower than the LR grid" in caplog.text
+
+
+def test_unresolved_lr_image_falls_back_to_bicubic():
+    # A checkerboard LR image: no domain is resolved. By default the result is
+    # the aligned bicubic up-sampling, marked as such; "prior" runs the prior.
+    checker = np.indices((16, 16)).sum(axis=0) % 2 * 2.0 - 1.0
+    bicubic = upsample(checker[..., None], 2, "bicubic", aligned=True, padding="reflect")
+    fallback = reconstruct(checker, 2, config=PriorConfig("exchange", max_iter=5))
+    assert fallback.method == "bicubic" and fallback.iterations == 0
+    np.testing.assert_allclose(fallback.image, bicubic, atol=1e-6)
+    assert np.all(np.abs(fallback.spins) <= 1.0)
+    forced = reconstruct(checker, 2, config=PriorConfig("exchange", max_iter=5, unresolved="prior"))
+    assert forced.method == "prior" and forced.iterations > 0
+    assert not np.allclose(forced.image, bicubic, atol=1e-3)
+
+
+def test_resolved_lr_image_runs_the_prior(scene):
+    _, lr = scene
+    result = reconstruct(lr, 4, config=PriorConfig(anisotropy=0.1, max_iter=3))
+    assert result.sign_changes < ALIASED_SIGN_CHANGES and result.method == "prior"

@@ -1,9 +1,10 @@
 """Type I x8 runs behind docs/physics_prior.md: training-set size with the prior, and the
 supervised ceiling (same network trained on HR targets; for comparison only, never a default).
 
-Usage: python docs/scripts/prior_ablation.py data/typeI_reproduce.h5 MODE
+Usage: python docs/scripts/prior_ablation.py data/typeI_reproduce.h5 MODE [--seed S]
 MODE: size N (N training states) | lr LR (peak learning rate) | noskip (no bicubic skip) |
-supervised. All but "supervised" train on LR only with the energy prior.
+supervised. All but "supervised" train on LR only with the energy prior. --seed sets the
+training seed (initial weights, batch order, augmentation); default 0, the shipped model's.
 """
 
 import sys
@@ -18,16 +19,23 @@ from magsr_tf.evaluate import super_resolve
 from magsr_tf.model import ModelConfig
 from magsr_tf.train import TrainConfig, train_h5
 
-STEPS, EPOCHS, SEED, RATIO = 150, 6, 0, 8
-path, mode = sys.argv[1], sys.argv[2]
+STEPS, EPOCHS, RATIO = 150, 6, 8
+DEFAULT_SEED = 0
+args = sys.argv[1:]
+SEED = DEFAULT_SEED
+if "--seed" in args:
+    at = args.index("--seed")
+    SEED = int(args[at + 1])
+    del args[at : at + 2]
+path, mode = args[0], args[1]
 with h5py.File(path) as f:
     n, n_test = f["hr"].shape[0], int(f.attrs["n_test"])
     hr_test = f["hr"][n - n_test :].astype(np.float32)
     lr_test = f[f"lr/x{RATIO}"][n - n_test :].astype(np.float32)
 t0 = time.perf_counter()
 if mode in ("size", "lr", "noskip"):
-    n_train = int(sys.argv[3]) if mode == "size" else n - n_test
-    peak = float(sys.argv[3]) if mode == "lr" else 0.003
+    n_train = int(args[2]) if mode == "size" else n - n_test
+    peak = float(args[2]) if mode == "lr" else 0.003
     config = TrainConfig(
         model=ModelConfig(ratio=RATIO, residual=mode != "noskip"),
         epochs=EPOCHS,
@@ -39,7 +47,7 @@ if mode in ("size", "lr", "noskip"):
         hamiltonian=hamiltonian_to_json(dataset_hamiltonian(path)),
     )
     sr_model = train_h5(path, config, stop=n_train).sr_model
-    label = f"energy prior, {n_train} training states x 16 phases, lr {peak}" + (
+    label = f"energy prior, {n_train} training states x 16 phases, lr {peak}, seed {SEED}" + (
         ", no bicubic skip" if mode == "noskip" else ""
     )
 else:

@@ -98,6 +98,7 @@ def bench_real(
     epochs: int = 3,
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
+    unresolved: str = "interpolate",
 ) -> list[dict]:
     """Scores every method on one native image degraded by ``ratio``.
 
@@ -114,6 +115,9 @@ def bench_real(
         epochs: network training epochs.
         seed: network seed.
         progress: training/prior progress callback.
+        unresolved: the prior's policy where the LR grid does not resolve the
+            domains (:class:`magsr_tf.image_prior.PriorConfig`); the rows say
+            which method ran (``prior_method``).
 
     Returns:
         One row per method (see the module docstring).
@@ -171,8 +175,13 @@ def bench_real(
     if "lanczos" in methods:
         record("lanczos", *_timed(lambda: lanczos(lr, ratio)))
     if "prior" in methods:
-        res, wall, cpu = _timed(lambda: reconstruct(lr, ratio, deg, PriorConfig(prior)))
-        extra = {"anisotropy": res.anisotropy, "lr_sign_changes": res.sign_changes}
+        prior_config = PriorConfig(prior, unresolved=unresolved)
+        res, wall, cpu = _timed(lambda: reconstruct(lr, ratio, deg, prior_config))
+        extra = {
+            "anisotropy": res.anisotropy,
+            "lr_sign_changes": res.sign_changes,
+            "prior_method": res.method,
+        }
         record("prior", res.image, wall, cpu, extra)
     want_net = {"network", "network+prior"} & set(methods)
     if want_net and not network_ok:
@@ -196,9 +205,12 @@ def bench_real(
         record("network", result.sr, wall, cpu)
         if "network+prior" in methods:
             res, wall2, cpu2 = _timed(
-                lambda: reconstruct(lr, ratio, deg, PriorConfig(prior), init=result.sr)
+                lambda: reconstruct(
+                    lr, ratio, deg, PriorConfig(prior, unresolved=unresolved), init=result.sr
+                )
             )
-            record("network+prior", res.image, wall + wall2, cpu + cpu2)
+            extra = {"prior_method": res.method}
+            record("network+prior", res.image, wall + wall2, cpu + cpu2, extra)
     bicubic = rows[0]
     for row in rows:
         row["r_minus_bicubic"] = row["pearson_r"] - bicubic["pearson_r"]
