@@ -30,7 +30,8 @@ in quadrature and the remaining width gives delta and K. Nothing is read from
 a native-resolution image.
 
 **Unresolved domains.** Where the LR grid no longer resolves the domains (more
-than half of the LR neighbour pairs change sign, :func:`sign_changes`) the
+than :data:`ALIASED_SIGN_CHANGES` of the LR neighbour pairs change sign,
+:func:`sign_changes`) the
 prior paints sharp domains in the wrong places and scores below interpolation
 (x8 on the MFM and second LTEM image in docs/real_images.md). By default
 :func:`reconstruct` then returns the aligned bicubic up-sampling and says so
@@ -71,10 +72,16 @@ an erf width (a tip or lens blurs a sharp wall into an erf); the prior's walls
 are tanh. Least squares, not the |m| < 1/2 band, because the scores (MSE,
 Pearson r) are least-squares ones: tanh tails are heavier than erf tails, so
 the closest tanh is 4 % narrower than the band-matched one (K 9 % larger)."""
-ALIASED_SIGN_CHANGES = 0.5
+ALIASED_SIGN_CHANGES = 0.53
 """Share of LR neighbour pairs on opposite sides of the median above which the
-domains are not resolved by the LR grid (independent pixels give 1/2; more
-means neighbours anti-correlate: the pattern is beyond the LR Nyquist limit)."""
+domains count as not resolved by the LR grid (independent pixels give 1/2; a
+resolved labyrinth of period P gives about 4r / (pi P), so 0.53 is P = 2.4 r).
+Measured on synthetic labyrinths with known truth at x2, x4 and x8
+(docs/scripts/unresolved_rule.py, docs/real_images.md): the prior scored below
+aligned bicubic at shares of 0.550 and more and above it at 0.516 and less at
+x8; at x2 the bracket is 0.496-0.572, at x4 0.588-0.618. 0.53 is the largest
+round value with no case below bicubic at any ratio (a false alarm costs the
+prior's gain, a miss drops below interpolation)."""
 MIN_WALL = 0.5
 """Smallest wall width delta (lattice spacings) the anisotropy is set for."""
 NN_WEIGHT = 2.0 / 3.0
