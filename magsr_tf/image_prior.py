@@ -78,10 +78,10 @@ domains count as not resolved by the LR grid (independent pixels give 1/2; a
 resolved labyrinth of period P gives about 4r / (pi P), so 0.53 is P = 2.4 r).
 Measured on synthetic labyrinths with known truth at x2, x4 and x8
 (docs/scripts/unresolved_rule.py, docs/real_images.md): the prior scored below
-aligned bicubic at shares of 0.550 and more and above it at 0.516 and less at
-x8; at x2 the bracket is 0.496-0.572, at x4 0.588-0.618. 0.53 is the largest
-round value with no case below bicubic at any ratio (a false alarm costs the
-prior's gain, a miss drops below interpolation)."""
+aligned bicubic at shares of 0.553 and more and above it at 0.517 and less at
+x8; at x2 the bracket is 0.496-0.572, at x4 0.588-0.617. 0.53 gives no case
+below bicubic at any ratio, 0.02 below the lowest losing share (a false alarm
+costs the prior's gain, a miss drops below interpolation)."""
 MIN_WALL = 0.5
 """Smallest wall width delta (lattice spacings) the anisotropy is set for."""
 NN_WEIGHT = 2.0 / 3.0
