@@ -31,11 +31,11 @@ a native-resolution image.
 
 **Unresolved domains.** Where the LR grid no longer resolves the domains (more
 than :data:`ALIASED_SIGN_CHANGES` of the LR neighbour pairs change sign,
-:func:`sign_changes`) the
-prior paints sharp domains in the wrong places and scores below interpolation
-(x8 on the MFM and second LTEM image in docs/real_images.md). By default
-:func:`reconstruct` then returns the aligned bicubic up-sampling and says so
-(``PriorResult.method``); ``PriorConfig(unresolved="prior")`` runs the prior anyway.
+:func:`sign_changes`) the prior paints sharp domains in the wrong places and
+scores below interpolation (x8 on the MFM and second LTEM image in
+docs/real_images.md). By default :func:`reconstruct` then returns the aligned
+bicubic up-sampling and says so (``PriorResult.method``);
+``PriorConfig(unresolved="prior")`` runs the prior anyway.
 """
 
 from __future__ import annotations
