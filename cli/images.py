@@ -116,12 +116,18 @@ def fit_image(
         result = run(config, progress=progress)
     for role, path in result.files.items():
         console.print(f"{role}: {path}", markup=False)
+    # Where the LR grid did not resolve the domains the prior's map is the bicubic one.
+    fallback = result.prior.get("method") == "bicubic"
+
+    def label(method: str) -> str:
+        return f"{method} (unresolved: bicubic)" if fallback and "prior" in method else method
+
     if result.metrics:
         print_table(
             f"Against the native image (x{ratio}, fitted on its downsizing)",
             ["method", "MSE", "PSNR (MAX=2) dB", "Pearson r"],
             [
-                [method, f"{m['mse']:.4g}", f"{m['psnr_db']:.2f}", f"{m['pearson_r']:.4f}"]
+                [label(method), f"{m['mse']:.4g}", f"{m['psnr_db']:.2f}", f"{m['pearson_r']:.4f}"]
                 for method, m in result.metrics.items()
             ],
             console=console,

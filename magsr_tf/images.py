@@ -507,6 +507,10 @@ class FitImageResult:
         metrics: with ``degrade``: per method ("sr", "bicubic", "gaussian") MSE,
             PSNR (MAX = 2) and Pearson r against the native image.
         history: the training history (one dict per epoch).
+        prior: with a prior: K, its choice, iterations, the LR sign-change
+            share and ``method`` (``"bicubic"`` where the LR image did not
+            resolve the domains and the aligned bicubic map stands in for the
+            prior's; :class:`magsr_tf.image_prior.PriorConfig`).
     """
 
     model_dir: Path
@@ -514,6 +518,7 @@ class FitImageResult:
     files: dict[str, Path] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     history: list = field(default_factory=list)
+    prior: dict = field(default_factory=dict)
 
 
 def central_crop(spins: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
@@ -743,4 +748,11 @@ def fit_image(
     }
     files["summary"] = save_json(summary, out / "summary.json")
     logger.info("fit-image wrote %s", model_dir)
-    return FitImageResult(model_dir=model_dir, sr=sr, files=files, metrics=metrics, history=history)
+    return FitImageResult(
+        model_dir=model_dir,
+        sr=sr,
+        files=files,
+        metrics=metrics,
+        history=history,
+        prior=prior_info,
+    )

@@ -303,6 +303,26 @@ def test_fit_image_prior_without_network_beats_bicubic(tmp_path):
         fit_image(config)
 
 
+def test_fit_image_unresolved_image_reports_the_bicubic_fallback(tmp_path, capsys, monkeypatch):
+    """Domains 7 px wide through an 8 px LR grid: the prior's map is the bicubic one, labelled."""
+    from magsr_tf_cli import main as cli_main
+
+    from magsr_tf.image_prior import synthetic_domains
+
+    path = _save_png16(synthetic_domains((128, 128), 14.0, 0.5, SEED), tmp_path / "fine.png")
+    argv = ["magsr-tf", "fit-image", str(path), "--ratio", "8", "--no-network"]
+    argv += ["--prior", "anisotropy", "--degrade", "--out", str(tmp_path / "o")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main()
+    assert exit_info.value.code in (0, None)
+    assert "prior (unresolved: bicubic)" in capsys.readouterr().out
+    summary = __import__("json").loads((tmp_path / "o/fit_image/summary.json").read_text())
+    assert summary["prior"]["method"] == "bicubic" and summary["prior"]["iterations"] == 0
+    metrics = summary["metrics"]
+    assert metrics["prior"]["pearson_r"] == pytest.approx(metrics["bicubic"]["pearson_r"])
+
+
 def test_fit_image_box_degradation_and_auto_sigma(tmp_path):
     from magsr_tf.images import fit_image
 
