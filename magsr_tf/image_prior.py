@@ -289,8 +289,6 @@ def reconstruct(
     Raises:
         MagsrError: a bad shape, a flat image, or an image smaller than 2x2.
     """
-    from scipy.optimize import minimize
-
     from magsr_tf.baselines import upsample
     from magsr_tf.degradation import DegradationOperator, parse_degradation
 
@@ -333,63 +331,26 @@ def reconstruct(
             )
     if unresolved and config.unresolved == "interpolate":
         t0 = time.perf_counter()
+        method, iterations = "bicubic", 0
         image = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
-        residual = np.stack([ops(image[..., c]) for c in range(channels)], -1) - lr
-        return PriorResult(
-            image=image.astype(np.float32),
-            spins=np.clip((image - offset) / scale, -1.0, 1.0).astype(np.float32),
-            anisotropy=k,
-            offset=np.asarray(offset),
-            scale=np.asarray(scale),
-            iterations=0,
-            seconds=time.perf_counter() - t0,
-            lr_rms=float(np.sqrt(np.mean(residual**2))),
-            choice=choice,
-            sign_changes=changes,
-            method="bicubic",
-        )
-    if init is None:
-        init = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
-    start = np.clip((init - offset) / scale, -0.98, 0.98)
-    if channels == 1:
-        # m_z only: the spin turns in the x-z plane, its x part the rest of the unit length.
-        dims = 2
-        v0 = np.concatenate([np.sqrt(1.0 - start**2), start], axis=-1)
+        spins = np.clip((image - offset) / scale, -1.0, 1.0)
     else:
-        dims = 3
-        v0 = start + 1e-3  # a zero vector has no direction
-    # Per-LR-pixel data weight: the data term's size does not depend on r.
-    sample_weight = 1.0
-    fun_shape = (h * ratio, w * ratio, dims)
-    iteration = [0]
-
-    def on_iteration(xk):
-        iteration[0] += 1
-        if callback is not None and iteration[0] % 10 == 0:
-            callback({"kind": "prior", "iteration": iteration[0], "max_iter": config.max_iter})
-
-    t0 = time.perf_counter()
-    res = minimize(
-        _energy_and_gradient,
-        v0.ravel(),
-        args=(fun_shape, ops, y, config.consistency, k, sample_weight),
-        jac=True,
-        method="L-BFGS-B",
-        callback=on_iteration,
-        options={"maxiter": config.max_iter, "ftol": config.tolerance, "gtol": 1e-12},
-    )
+        method = "prior"
+        if init is None:
+            init = upsample(lr, ratio, "bicubic", aligned=True, padding="reflect")
+        start = np.clip((init - offset) / scale, -0.98, 0.98)
+        t0 = time.perf_counter()
+        spins, iterations = _minimize_energy(start, y, ops, config, k, callback)
+        image = spins * scale + offset
     seconds = time.perf_counter() - t0
-    v = res.x.reshape(fun_shape)
-    m = v / np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
-    spins = m[..., dims - channels :]
-    image = spins * scale + offset
     residual = np.stack([ops(image[..., c]) for c in range(channels)], -1) - lr
     lr_rms = float(np.sqrt(np.mean(residual**2)))
     logger.info(
-        "prior %s K=%.4g: %d iterations, %.1f s, LR rms %.2e",
+        "prior %s K=%.4g (%s): %d iterations, %.1f s, LR rms %.2e",
         config.prior,
         k,
-        res.nit,
+        method,
+        iterations,
         seconds,
         lr_rms,
     )
@@ -399,12 +360,53 @@ def reconstruct(
         anisotropy=k,
         offset=np.asarray(offset),
         scale=np.asarray(scale),
-        iterations=int(res.nit),
+        iterations=iterations,
         seconds=seconds,
         lr_rms=lr_rms,
         choice=choice,
         sign_changes=changes,
+        method=method,
     )
+
+
+def _minimize_energy(start, y, ops, config, k, callback):
+    """L-BFGS over m = v / |v| from ``start`` (``[H, W, C]`` spin components in (-1, 1)).
+
+    Returns:
+        The observed spin components ``[H, W, C]`` and the number of iterations.
+    """
+    from scipy.optimize import minimize
+
+    h, w, channels = start.shape
+    if channels == 1:
+        # m_z only: the spin turns in the x-z plane, its x part the rest of the unit length.
+        dims = 2
+        v0 = np.concatenate([np.sqrt(1.0 - start**2), start], axis=-1)
+    else:
+        dims = 3
+        v0 = start + 1e-3  # a zero vector has no direction
+    # Per-LR-pixel data weight: the data term's size does not depend on r.
+    sample_weight = 1.0
+    fun_shape = (h, w, dims)
+    iteration = [0]
+
+    def on_iteration(xk):
+        iteration[0] += 1
+        if callback is not None and iteration[0] % 10 == 0:
+            callback({"kind": "prior", "iteration": iteration[0], "max_iter": config.max_iter})
+
+    res = minimize(
+        _energy_and_gradient,
+        v0.ravel(),
+        args=(fun_shape, ops, y, config.consistency, k, sample_weight),
+        jac=True,
+        method="L-BFGS-B",
+        callback=on_iteration,
+        options={"maxiter": config.max_iter, "ftol": config.tolerance, "gtol": 1e-12},
+    )
+    v = res.x.reshape(fun_shape)
+    m = v / np.sqrt(np.sum(v * v, axis=-1, keepdims=True))
+    return m[..., dims - channels :], int(res.nit)
 
 
 def synthetic_domains(

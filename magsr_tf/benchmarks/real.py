@@ -174,8 +174,8 @@ def bench_real(
     record("bicubic", out, wall, cpu)
     if "lanczos" in methods:
         record("lanczos", *_timed(lambda: lanczos(lr, ratio)))
+    prior_config = PriorConfig(prior, unresolved=unresolved)
     if "prior" in methods:
-        prior_config = PriorConfig(prior, unresolved=unresolved)
         res, wall, cpu = _timed(lambda: reconstruct(lr, ratio, deg, prior_config))
         extra = {
             "anisotropy": res.anisotropy,
@@ -205,9 +205,7 @@ def bench_real(
         record("network", result.sr, wall, cpu)
         if "network+prior" in methods:
             res, wall2, cpu2 = _timed(
-                lambda: reconstruct(
-                    lr, ratio, deg, PriorConfig(prior, unresolved=unresolved), init=result.sr
-                )
+                lambda: reconstruct(lr, ratio, deg, prior_config, init=result.sr)
             )
             extra = {"prior_method": res.method}
             record("network+prior", res.image, wall + wall2, cpu + cpu2, extra)
