@@ -41,9 +41,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
-        from magsr_tf.evaluate import EvaluateConfig
-        from magsr_tf.evaluate import evaluate as run
-        from magsr_tf.report import LEGEND, evaluation_tables
+        from magsr_tf.evaluation.evaluate import EvaluateConfig
+        from magsr_tf.evaluation.evaluate import evaluate as run
+        from magsr_tf.evaluation.report import LEGEND, evaluation_tables
 
         config = EvaluateConfig(
             model=model,
@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         It opens with Tables 1-2 (Type I, Type II) of the shipped models
         (typeI_x4 ... typeII_x16) beside the paper's numbers.
         """
-        from magsr_tf.report import ReportConfig, build_report
+        from magsr_tf.evaluation.report import ReportConfig, build_report
 
         result = build_report(ReportConfig(models_dir=models, out=out, tables_only=tables))
         console = output_console()

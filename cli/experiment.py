@@ -43,9 +43,9 @@ def register(app: typer.Typer) -> None:
         images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
     ) -> None:
         """Feed each network both data types; distributions of MSE, PSNR and Corr (Fig. 4)."""
-        from magsr_tf.experiments import CrossfeedConfig
-        from magsr_tf.experiments import crossfeed as run
-        from magsr_tf.report import crossfeed_table, fmt
+        from magsr_tf.evaluation.experiments import CrossfeedConfig
+        from magsr_tf.evaluation.experiments import crossfeed as run
+        from magsr_tf.evaluation.report import crossfeed_table, fmt
 
         config = CrossfeedConfig(
             net_i=net_i,
@@ -92,8 +92,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recursive process with noise S = L2(S + alpha N): Corr per iteration (Figs. 5, 6)."""
-        from magsr_tf.experiments import NoiseConfig, noise_response
-        from magsr_tf.report import noise_table
+        from magsr_tf.evaluation.experiments import NoiseConfig, noise_response
+        from magsr_tf.evaluation.report import noise_table
 
         config = NoiseConfig(
             model=model,

@@ -26,7 +26,7 @@ def export(
     ),
 ) -> None:
     """Export a trained SR model for TensorFlow Serving and TFLite."""
-    from magsr_tf.export import ExportConfig, export_model
+    from magsr_tf.inference.export import ExportConfig, export_model
 
     config = ExportConfig(
         model=model,

@@ -168,8 +168,8 @@ def fit(
     ),
 ) -> None:
     """Train on LR images only; write the SR model (.keras + TF Serving SavedModel) and scores."""
-    from magsr_tf.fit import FitConfig
-    from magsr_tf.fit import fit as run_fit
+    from magsr_tf.jobs.fit import FitConfig
+    from magsr_tf.jobs.fit import fit as run_fit
 
     config = FitConfig(
         data=data,

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from magsr_tf_cli.output import output_console, progress_bar
 
-# Same values as magsr_tf.dataset; repeated so that `magsr-tf --help` does not import h5py.
+# Same values as magsr_tf.data.dataset; repeated so that `magsr-tf --help` does not import h5py.
 _DEFAULT_N = 40_100
 _DEFAULT_SEED = 11526
 
@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
             # local cluster's worker processes (which inherit the environment);
             # keep its warnings. Set before distributed is first imported.
             os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
-        from magsr_tf.dataset import GenerateConfig, open_info, partial_path
-        from magsr_tf.dataset import generate as generate_dataset
+        from magsr_tf.data.dataset import GenerateConfig, open_info, partial_path
+        from magsr_tf.data.dataset import generate as generate_dataset
 
         config = GenerateConfig(
             kind=kind,

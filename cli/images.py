@@ -75,8 +75,8 @@ def fit_image(
     ),
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
-    from magsr_tf.images import FitImageConfig
-    from magsr_tf.images import fit_image as run
+    from magsr_tf.jobs.fit_image import FitImageConfig
+    from magsr_tf.jobs.fit_image import fit_image as run
 
     config = FitImageConfig(
         images=tuple(images),

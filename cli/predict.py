@@ -46,8 +46,8 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Super-resolve LR maps with an exported model; writes NAME_sr.npy and NAME_sr.png."""
-    from magsr_tf.predict import PredictConfig
-    from magsr_tf.predict import predict as run
+    from magsr_tf.jobs.predict import PredictConfig
+    from magsr_tf.jobs.predict import predict as run
 
     config = PredictConfig(
         model=model,

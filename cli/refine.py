@@ -39,7 +39,7 @@ def refine(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Reconstruct SR spin maps under the Hamiltonian; writes NAME_sr.npy/.png, NAME_refine.json."""
-    from magsr_tf.refine import RefineConfig, RefineJob, run_refine
+    from magsr_tf.priors.refine import RefineConfig, RefineJob, run_refine
 
     options = {
         "steps": steps,

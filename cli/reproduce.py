@@ -63,8 +63,8 @@ def reproduce(
     ),
 ) -> None:
     """Rebuild every shipped model from nothing; rerun after an interruption to continue."""
-    from magsr_tf.reproduce import STATE_FILE, ReproduceConfig
-    from magsr_tf.reproduce import reproduce as run
+    from magsr_tf.jobs.reproduce import STATE_FILE, ReproduceConfig
+    from magsr_tf.jobs.reproduce import reproduce as run
 
     names = tuple(n.strip() for n in only.split(",") if n.strip()) if only is not None else None
     config = ReproduceConfig(out=out, data_dir=data_dir, only=names)

@@ -35,7 +35,7 @@ def serve(
     """Serve every SavedModel under --models over REST and gRPC (Ctrl-C stops)."""
     from importlib.util import find_spec
 
-    from magsr_tf.serve import ServeConfig, available_models, start_servers
+    from magsr_tf.serving.server import ServeConfig, available_models, start_servers
 
     console = output_console()
     if grpc_port is None and not no_grpc:

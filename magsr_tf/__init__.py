@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 RATIOS = (4, 8, 16)
 """Super-resolution ratios supported by the paper's architecture."""
 
+from magsr_tf.errors import MagsrError  # noqa: E402  (after the constants it re-exports)
 
-class MagsrError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+__all__ = ["RATIOS", "MagsrError", "__version__"]

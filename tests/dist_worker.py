@@ -28,9 +28,9 @@ def main() -> None:
         )
     import numpy as np
 
-    from magsr_tf.downsample import downsample
-    from magsr_tf.model import ModelConfig
-    from magsr_tf.train import TrainConfig, build_strategy, train_arrays
+    from magsr_tf.nn.model import ModelConfig
+    from magsr_tf.ops.downsample import downsample
+    from magsr_tf.training.train import TrainConfig, build_strategy, train_arrays
 
     rng = np.random.default_rng(SEED)
     # Smooth random unit-vector textures: low-pass filtered noise, normalized.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.baselines import METHODS, upsample, upsample_matrix
-from magsr_tf.downsample import downsample
+from magsr_tf.ops.downsample import downsample
+from magsr_tf.ops.interpolation import METHODS, upsample, upsample_matrix
 
 SEED = 4
 RATIOS = (2, 4, 8)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magsr_tf import batchnorm
-from magsr_tf.batchnorm import FastBatchNormalization
+from magsr_tf.nn import batchnorm
+from magsr_tf.nn.batchnorm import FastBatchNormalization
 
 SEED = 11
 
@@ -111,7 +111,7 @@ def test_config_round_trip_and_keras_identity():
 
 
 def test_recalibration_sets_the_exact_mean_of_batch_statistics():
-    from magsr_tf.train import recalibrate_batchnorm
+    from magsr_tf.training.train import recalibrate_batchnorm
 
     inputs = keras.Input((None, None, 4))
     outputs = FastBatchNormalization(synchronized=True, name="x_bn")(

@@ -8,7 +8,7 @@ from PIL import Image
 
 from magsr_tf import MagsrError
 from magsr_tf.benchmarks.real import bench_real, lanczos, lanczos_matrix, ssim
-from magsr_tf.image_prior import synthetic_domains
+from magsr_tf.priors.image_prior import synthetic_domains
 
 SEED = 3
 

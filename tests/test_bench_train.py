@@ -8,7 +8,7 @@ from magsr_tf.benchmarks.train import (
     build_reference_training_model,
     conv_flops_per_image,
 )
-from magsr_tf.model import ModelConfig, build_models
+from magsr_tf.nn.model import ModelConfig, build_models
 
 SEED = 13
 

@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from magsr_tf.data_pipeline import ArraySource, H5Source, augment, batches, rotate_spins
-from magsr_tf.downsample import downsample
+from magsr_tf.data.pipeline import ArraySource, H5Source, augment, batches, rotate_spins
+from magsr_tf.ops.downsample import downsample
 from magsr_tf.physics.hamiltonian import TypeI, TypeII, energy
 
 SEED = 17
@@ -85,7 +85,7 @@ def test_training_pipelines_run_without_tf_data_autotuning():
     # autotuning thread (TF 2.21): the training and benchmark pipelines turn it off.
     import tensorflow as tf
 
-    from magsr_tf.train import without_autotune
+    from magsr_tf.training.train import without_autotune
 
     ds = without_autotune(tf.data.Dataset.range(3).prefetch(2))
     assert ds.options().autotune.enabled is False

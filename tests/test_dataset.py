@@ -15,8 +15,8 @@ import pytest
 
 import magsr_tf
 from magsr_tf import MagsrError
-from magsr_tf import dataset as ds
-from magsr_tf.dataset import (
+from magsr_tf.data import dataset as ds
+from magsr_tf.data.dataset import (
     DatasetInfo,
     GenerateConfig,
     check_finite,
@@ -25,7 +25,7 @@ from magsr_tf.dataset import (
     open_info,
     partial_path,
 )
-from magsr_tf.downsample import downsample
+from magsr_tf.ops.downsample import downsample
 from magsr_tf.physics.anneal import Schedule, schedule_attrs
 from magsr_tf.physics.hamiltonian import hamiltonian_attrs, make_hamiltonian, max_torque
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.degradation import (
+from magsr_tf.ops.degradation import (
     DEFAULT,
     Degradation,
     DegradationOperator,
@@ -12,7 +12,7 @@ from magsr_tf.degradation import (
     estimate_sigma,
     parse_degradation,
 )
-from magsr_tf.downsample import downsample, downsample_matrix, gaussian_kernel
+from magsr_tf.ops.downsample import downsample, downsample_matrix, gaussian_kernel
 
 SEED = 11
 
@@ -142,7 +142,7 @@ def test_layer_keeps_its_degradation_and_matches_numpy(tmp_path, maps, spec):
     import keras
     import tensorflow as tf
 
-    from magsr_tf.layers import GaussianDownsample
+    from magsr_tf.nn.layers import GaussianDownsample
 
     if spec == "psf":
         path = tmp_path / "p.npy"
@@ -164,7 +164,7 @@ def test_layer_keeps_its_degradation_and_matches_numpy(tmp_path, maps, spec):
 
 
 def test_default_layer_config_is_unchanged():
-    from magsr_tf.layers import GaussianDownsample
+    from magsr_tf.nn.layers import GaussianDownsample
 
     config = GaussianDownsample(4, "reflect").get_config()
     assert "degradation" not in config

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.downsample import downsample, downsample_direct, gaussian_kernel
+from magsr_tf.ops.downsample import downsample, downsample_direct, gaussian_kernel
 
 SEED = 1234
 

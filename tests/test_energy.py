@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from magsr_tf import MagsrError
-from magsr_tf.data_pipeline import rotate_spins
-from magsr_tf.energy import SpinEnergy, hamiltonian_to_json, resolve_hamiltonian
+from magsr_tf.data.pipeline import rotate_spins
+from magsr_tf.nn.energy import SpinEnergy, hamiltonian_to_json, resolve_hamiltonian
 from magsr_tf.physics import hamiltonian as phys
 
 SEED = 20231

@@ -16,8 +16,8 @@ keras = pytest.importorskip("keras")
 from typer.testing import CliRunner  # noqa: E402
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf.downsample import downsample  # noqa: E402
-from magsr_tf.metrics import unit_normalize  # noqa: E402
+from magsr_tf.evaluation.metrics import unit_normalize  # noqa: E402
+from magsr_tf.ops.downsample import downsample  # noqa: E402
 
 DATA_SEED = 7
 TRAIN_SEED = 3
@@ -75,7 +75,7 @@ def _write_dataset(path, kind, hr):
 
 
 def _train_tiny(lr_train, path):
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     keras.utils.set_random_seed(TRAIN_SEED)
     sr_model, training_model = build_models(ModelConfig(ratio=RATIO))
@@ -228,7 +228,7 @@ def test_report_command(setup, tmp_path):
 
 
 def test_bad_data_is_a_user_error(setup, tmp_path):
-    from magsr_tf.evaluate import EvaluateConfig, evaluate
+    from magsr_tf.evaluation.evaluate import EvaluateConfig, evaluate
 
     with pytest.raises(MagsrError, match="not found"):
         evaluate(EvaluateConfig(model=setup["net_i"], data=str(tmp_path / "missing.h5")))
@@ -241,7 +241,7 @@ def test_bad_data_is_a_user_error(setup, tmp_path):
 
 
 def test_json_is_strict_with_infinite_psnr(tmp_path):
-    from magsr_tf.evaluate import baseline_maps, score_maps, write_json
+    from magsr_tf.evaluation.evaluate import baseline_maps, score_maps, write_json
 
     hr = _labyrinth_like(np.random.default_rng(DATA_SEED), 2, 16)
     result = score_maps(hr, hr, baseline_maps(downsample(hr, 4), 4), "typeI", 4, physical=False)
@@ -255,13 +255,13 @@ class _BicubicNet:
     """Stand-in SR model: aligned bicubic up-sampling projected onto unit spins."""
 
     def __call__(self, lr, training=False):
-        from magsr_tf.baselines import upsample
+        from magsr_tf.ops.interpolation import upsample
 
         return unit_normalize(upsample(np.asarray(lr), RATIO, "bicubic"))
 
 
 def test_recursive_process_chunks_and_snapshots():
-    from magsr_tf.experiments import recursive_process
+    from magsr_tf.evaluation.experiments import recursive_process
 
     hr = _labyrinth_like(np.random.default_rng(DATA_SEED), 5, 16)
     lr = downsample(hr, RATIO)
@@ -281,7 +281,7 @@ def test_recursive_process_chunks_and_snapshots():
 
 
 def test_type_ii_physical_metrics():
-    from magsr_tf.evaluate import baseline_maps, make_dataset_hamiltonian, score_maps
+    from magsr_tf.evaluation.evaluate import baseline_maps, make_dataset_hamiltonian, score_maps
     from magsr_tf.physics.hamiltonian import energy_per_spin
     from magsr_tf.physics.observables import domain_wall_length
 
@@ -307,7 +307,7 @@ def test_type_ii_physical_metrics():
 
 
 def test_spin_colours():
-    from magsr_tf.figures import spin_rgb
+    from magsr_tf.evaluation.figures import spin_rgb
 
     spins = np.array([[[0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0]]], dtype=np.float64)
     rgb = spin_rgb(spins)

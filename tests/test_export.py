@@ -13,7 +13,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf.export import (  # noqa: E402
+from magsr_tf.inference.export import (  # noqa: E402
     ExportConfig,
     export_model,
     export_saved_model,
@@ -22,7 +22,7 @@ from magsr_tf.export import (  # noqa: E402
     read_metadata,
     write_models_config,
 )
-from magsr_tf.model import ModelConfig, build_models  # noqa: E402
+from magsr_tf.nn.model import ModelConfig, build_models  # noqa: E402
 
 SEED = 20231
 RATIO = 4

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from magsr_tf.dataset import GenerateConfig, generate
+from magsr_tf.data.dataset import GenerateConfig, generate
 
 SEED = 21
 LATTICE = 32
@@ -65,7 +65,7 @@ def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):
     assert (out / "1" / "saved_model.pb").is_file()
     test = summary["test"]
     # Recompute one number independently: the aligned bicubic MSE of the test split.
-    from magsr_tf.baselines import upsample
+    from magsr_tf.ops.interpolation import upsample
 
     with h5py.File(tiny_dataset) as f:
         hr, lr = f["hr"][-4:], f["lr/x4"][-4:]

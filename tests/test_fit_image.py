@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from magsr_tf import MagsrError
-from magsr_tf.images import (
+from magsr_tf.jobs.fit_image import (
     FitImageConfig,
     images_to_spins,
     normalize_component,
@@ -95,7 +95,7 @@ def test_random_patches_are_crops_without_wrap():
 @pytest.mark.parametrize("padding", ["reflect", "periodic"])
 def test_tiled_apply_equals_one_pass(padding):
     pytest.importorskip("tensorflow")
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     sr_model, _ = build_models(ModelConfig(ratio=4, channels=1, padding=padding))
     lr = np.random.default_rng(SEED).uniform(-1, 1, (2, 29, 23, 1)).astype(np.float32)
@@ -131,7 +131,7 @@ def test_prepare_fit_data_checks_sizes(tmp_path):
 
 def test_fit_image_outputs_with_a_stub_trainer(tmp_path):
     pytest.importorskip("tensorflow")
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     image = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (20, 24)), tmp_path / "m.png")
     config = FitImageConfig(
@@ -144,7 +144,7 @@ def test_fit_image_outputs_with_a_stub_trainer(tmp_path):
         sr_model, _ = build_models(ModelConfig(ratio=4, channels=1, padding="reflect"))
         return sr_model, [{"epoch": 1, "loss": 0.5}]
 
-    from magsr_tf.images import fit_image
+    from magsr_tf.jobs.fit_image import fit_image
 
     result = fit_image(config, train_fn=stub_train)
     assert seen["patches"].shape == (50, 8, 8, 1)
@@ -184,7 +184,7 @@ def test_fit_image_cli_bad_input(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.skipif(not REAL_MFM.is_file(), reason="real MFM image not present on this machine")
 def test_real_mfm_image_reads_and_bicubic_is_the_bar():
-    from magsr_tf.baselines import upsample
+    from magsr_tf.ops.interpolation import upsample
 
     config = FitImageConfig(images=(REAL_MFM,), ratio=4, patch=16, degrade=True, crop=(512, 512))
     lr, truth = prepare_fit_data(config)
@@ -195,7 +195,7 @@ def test_real_mfm_image_reads_and_bicubic_is_the_bar():
 
 def _synthetic_microscope(ratio: int, channels: int, tmp_path: Path):
     """A large annealed Type I map, downsized by ``ratio``, and a non-periodic crop of it."""
-    from magsr_tf.downsample import downsample
+    from magsr_tf.ops.downsample import downsample
     from magsr_tf.physics.anneal import anneal
     from magsr_tf.physics.hamiltonian import TypeI
 
@@ -219,9 +219,9 @@ def test_fit_image_end_to_end_beats_bicubic(tmp_path):
     anneal, 6 epochs): whole-image MSE 0.0588 (SR) against 0.0634 (aligned bicubic).
     """
     pytest.importorskip("tensorflow")
-    from magsr_tf import metrics
-    from magsr_tf.baselines import upsample
-    from magsr_tf.images import fit_image
+    from magsr_tf.evaluation import metrics
+    from magsr_tf.jobs.fit_image import fit_image
+    from magsr_tf.ops.interpolation import upsample
 
     ratio = 8
     paths, truth = _synthetic_microscope(ratio, 3, tmp_path)
@@ -271,7 +271,7 @@ def test_alpha_channel_and_16_bit_tiff(tmp_path):
 
 
 def _synthetic_labyrinth_png(path: Path, shape=(96, 128)) -> tuple[Path, np.ndarray]:
-    from magsr_tf.image_prior import synthetic_domains
+    from magsr_tf.priors.image_prior import synthetic_domains
 
     native = synthetic_domains(shape, 16.0, 2.0, SEED)
     return _save_png16(native, path), native
@@ -279,7 +279,7 @@ def _synthetic_labyrinth_png(path: Path, shape=(96, 128)) -> tuple[Path, np.ndar
 
 def test_fit_image_prior_without_network_beats_bicubic(tmp_path):
     """The prior alone on a non-square synthetic labyrinth, fair check (--degrade)."""
-    from magsr_tf.images import fit_image
+    from magsr_tf.jobs.fit_image import fit_image
 
     path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png")
     config = FitImageConfig(
@@ -307,7 +307,7 @@ def test_fit_image_unresolved_image_reports_the_bicubic_fallback(tmp_path, capsy
     """Domains 7 px wide through an 8 px LR grid: the prior's map is the bicubic one, labelled."""
     from magsr_tf_cli import main as cli_main
 
-    from magsr_tf.image_prior import synthetic_domains
+    from magsr_tf.priors.image_prior import synthetic_domains
 
     path = _save_png16(synthetic_domains((128, 128), 14.0, 0.5, SEED), tmp_path / "fine.png")
     argv = ["magsr-tf", "fit-image", str(path), "--ratio", "8", "--no-network"]
@@ -324,7 +324,7 @@ def test_fit_image_unresolved_image_reports_the_bicubic_fallback(tmp_path, capsy
 
 
 def test_fit_image_box_degradation_and_auto_sigma(tmp_path):
-    from magsr_tf.images import fit_image
+    from magsr_tf.jobs.fit_image import fit_image
 
     path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png", (64, 64))
     base = dict(images=(path,), ratio=4, network=False, prior="exchange")
@@ -385,8 +385,8 @@ def test_fit_image_network_then_prior_with_a_stub_trainer(tmp_path):
     pytest.importorskip("tensorflow")
     import json
 
-    from magsr_tf.images import fit_image
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.jobs.fit_image import fit_image
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     path, _ = _synthetic_labyrinth_png(tmp_path / "maze.png", (32, 40))
 

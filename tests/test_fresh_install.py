@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.export import models_config_text, write_models_config
-from magsr_tf.fit import FitConfig, ensure_dataset
-from magsr_tf.predict import VECTOR_LENGTH_TOLERANCE, load_inputs
+from magsr_tf.inference.export import models_config_text, write_models_config
+from magsr_tf.jobs.fit import FitConfig, ensure_dataset
+from magsr_tf.jobs.predict import VECTOR_LENGTH_TOLERANCE, load_inputs
 
 SEED = 7
 # Folder names that exercise every escaping rule of protobuf's text format.
@@ -51,10 +51,11 @@ _WITHOUT_OPTIONAL = textwrap.dedent(
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
     sys.meta_path.insert(0, Block())
-    for module in ("magsr_tf_cli.main", "magsr_tf.fit", "magsr_tf.train", "magsr_tf.evaluate",
-                   "magsr_tf.export", "magsr_tf.dataset", "magsr_tf.predict", "magsr_tf.serve"):
+    for module in ("magsr_tf_cli.main", "magsr_tf.jobs.fit", "magsr_tf.training.train",
+                   "magsr_tf.evaluation.evaluate", "magsr_tf.inference.export",
+                   "magsr_tf.data.dataset", "magsr_tf.jobs.predict", "magsr_tf.serving.server"):
         importlib.import_module(module)
-    from magsr_tf.export import write_models_config
+    from magsr_tf.inference.export import write_models_config
     print(write_models_config(sys.argv[1]).read_text(), end="")
     assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     """
@@ -119,7 +120,7 @@ def test_predict_cli_long_vectors_is_one_error_line(tmp_path, monkeypatch, capsy
 
 
 def test_quick_dataset_never_takes_the_paper_size_path(tmp_path):
-    from magsr_tf.dataset import GenerateConfig
+    from magsr_tf.data.dataset import GenerateConfig
 
     for kind in ("typeI", "typeII"):
         config = FitConfig(data=kind)

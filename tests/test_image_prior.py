@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.baselines import upsample
-from magsr_tf.degradation import DegradationOperator, degrade, parse_degradation
-from magsr_tf.image_prior import (
+from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.ops.degradation import DegradationOperator, degrade, parse_degradation
+from magsr_tf.ops.interpolation import upsample
+from magsr_tf.priors.image_prior import (
     ALIASED_SIGN_CHANGES,
     TANH_PER_ERF_BAND,
     TANH_PER_ERF_L2,
@@ -16,7 +17,6 @@ from magsr_tf.image_prior import (
     reconstruct,
     synthetic_domains,
 )
-from magsr_tf.images import pearson
 
 SEED = 5
 NATIVE = 96
@@ -150,7 +150,7 @@ def test_bad_inputs(scene):
 def test_aliased_lr_image_is_flagged(caplog):
     # Independent pixels: neighbours disagree half the time, a checkerboard always.
     checker = np.indices((16, 16)).sum(axis=0) % 2 * 2.0 - 1.0
-    with caplog.at_level("WARNING", logger="magsr_tf.image_prior"):
+    with caplog.at_level("WARNING", logger="magsr_tf.priors.image_prior"):
         result = reconstruct(checker, 2, config=PriorConfig("exchange", max_iter=2))
     assert result.sign_changes == 1.0 and "narrower than the LR grid" in caplog.text
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from magsr_tf.downsample import downsample
-from magsr_tf.layers import (
+from magsr_tf.nn.layers import (
     AlignedBicubic,
     GaussianDownsample,
     NearestUpsample2D,
@@ -12,6 +11,7 @@ from magsr_tf.layers import (
     UnitSpin,
     UpsampleConv2D,
 )
+from magsr_tf.ops.downsample import downsample
 
 SEED = 7
 
@@ -179,7 +179,7 @@ def test_config_round_trip(layer):
 @pytest.mark.parametrize("padding", ["periodic", "reflect"])
 @pytest.mark.parametrize("ratio", [4, 8])
 def test_aligned_bicubic_layer_matches_baseline(maps, ratio, padding):
-    from magsr_tf.baselines import upsample
+    from magsr_tf.ops.interpolation import upsample
 
     out = np.asarray(AlignedBicubic(ratio, padding)(maps))
     np.testing.assert_allclose(out, upsample(maps, ratio, "bicubic", padding=padding), atol=1e-5)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.metrics import (
+from magsr_tf.evaluation.metrics import (
     corr,
     mse,
     psnr,

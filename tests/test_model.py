@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.model import (
+from magsr_tf.nn.model import (
     EXPANDER_FILTERS,
     UPSAMPLING_FILTERS,
     ModelConfig,
@@ -86,7 +86,7 @@ def test_keras_file_reloads_in_fresh_process(tmp_path):
     sr.save(tmp_path / "model.keras")
     script = (
         "import numpy as np, sys\n"
-        "from magsr_tf.model import load_sr_model\n"
+        "from magsr_tf.nn.model import load_sr_model\n"
         f"d = {str(tmp_path)!r}\n"
         "m = load_sr_model(d)\n"
         "y = np.asarray(m(np.load(d + '/x.npy'), training=False))\n"

@@ -7,12 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from magsr_tf import MagsrError, metrics
-from magsr_tf.baselines import upsample
-from magsr_tf.downsample import downsample
+from magsr_tf import MagsrError
+from magsr_tf.evaluation import metrics
+from magsr_tf.ops.downsample import downsample
+from magsr_tf.ops.interpolation import upsample
 from magsr_tf.physics import hamiltonian as phys
 from magsr_tf.physics.anneal import anneal
-from magsr_tf.refine import RefineConfig, RefineJob, check_lr, refine, run_refine
+from magsr_tf.priors.refine import RefineConfig, RefineJob, check_lr, refine, run_refine
 
 SEED = 4242
 LATTICE = 64
@@ -151,7 +152,7 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, extra, make_input, mes
 
 
 def test_init_model_of_another_ratio_is_refused(tmp_path):
-    from magsr_tf.model import ModelConfig, build_sr_model
+    from magsr_tf.nn.model import ModelConfig, build_sr_model
 
     model_dir = tmp_path / "m"
     model_dir.mkdir()
@@ -185,7 +186,7 @@ def test_refine_with_another_degradation(type1_states, tmp_path):
 def test_model_keeps_its_degradation(tmp_path):
     import keras
 
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     _, training = build_models(ModelConfig(ratio=4, degradation="gaussian:1.5"))
     training.save(tmp_path / "t.keras")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.evaluate import score_maps, write_json
-from magsr_tf.report import ReportConfig, build_report
+from magsr_tf.evaluation.evaluate import score_maps, write_json
+from magsr_tf.evaluation.report import ReportConfig, build_report
 
 SEED = 1203
 SIZE = 16
@@ -97,7 +97,7 @@ def test_tables_next_to_the_paper(models_dir):
 
 
 def test_corr_near_one_keeps_its_distance_from_one():
-    from magsr_tf.report import _corr_cell
+    from magsr_tf.evaluation.report import _corr_cell
 
     assert _corr_cell({"mean": 0.9999692, "std": 4.1e-06}).startswith("0.9999692 ± ")
     assert _corr_cell({"mean": 0.8437, "std": 0.0094}).startswith("0.8437 ± ")

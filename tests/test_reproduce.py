@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf import reproduce as rep  # noqa: E402
-from magsr_tf.dataset import GenerateConfig, generate  # noqa: E402
+from magsr_tf.data.dataset import GenerateConfig, generate  # noqa: E402
+from magsr_tf.jobs import reproduce as rep  # noqa: E402
 
 SEED = 31
 LATTICE = 16
@@ -61,10 +61,10 @@ def _counting(monkeypatch, module, name, calls, fail_when=None):
 def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     tiny_recipe, monkeypatch, tmp_path
 ):
-    import magsr_tf.dataset
-    import magsr_tf.evaluate
-    import magsr_tf.export
-    import magsr_tf.fit
+    import magsr_tf.data.dataset
+    import magsr_tf.evaluation.evaluate
+    import magsr_tf.inference.export
+    import magsr_tf.jobs.fit
 
     config = rep.ReproduceConfig(out=tmp_path / "models", data_dir=tmp_path / "data")
     names = [s.name for s in rep.plan(config)]
@@ -82,7 +82,7 @@ def test_reproduce_runs_every_step_and_continues_after_an_interruption(
 
     # First run: interrupted when the second model's training starts.
     fits: list = []
-    _counting(monkeypatch, magsr_tf.fit, "fit", fits, lambda c: c.ratio == 8)
+    _counting(monkeypatch, magsr_tf.jobs.fit, "fit", fits, lambda c: c.ratio == 8)
     events: list[dict] = []
     with pytest.raises(KeyboardInterrupt):
         rep.reproduce(config, progress=events.append)
@@ -102,10 +102,10 @@ def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     monkeypatch.setattr(rep, "FIT_OPTIONS", TINY_FIT)
     monkeypatch.setattr(rep, "EVALUATE_OPTIONS", TINY_EVALUATE)
     generated, fits, tflites, evaluations = [], [], [], []
-    _counting(monkeypatch, magsr_tf.dataset, "generate", generated)
-    _counting(monkeypatch, magsr_tf.fit, "fit", fits)
-    _counting(monkeypatch, magsr_tf.export, "export_tflite", tflites)
-    _counting(monkeypatch, magsr_tf.evaluate, "evaluate", evaluations)
+    _counting(monkeypatch, magsr_tf.data.dataset, "generate", generated)
+    _counting(monkeypatch, magsr_tf.jobs.fit, "fit", fits)
+    _counting(monkeypatch, magsr_tf.inference.export, "export_tflite", tflites)
+    _counting(monkeypatch, magsr_tf.evaluation.evaluate, "evaluate", evaluations)
     events = []
     state = rep.reproduce(config, progress=events.append)
     assert generated == []
@@ -176,7 +176,7 @@ def test_unknown_model_names_are_refused(tmp_path):
 
 
 def test_the_shipped_recipe_is_what_fit_typei_generates():
-    from magsr_tf import fit
+    from magsr_tf.jobs import fit
 
     typei = rep.DATASETS["typeI"]
     assert typei["n"] == fit.QUICK_N_TRAIN + fit.QUICK_N_TEST
@@ -199,7 +199,7 @@ def test_the_committed_models_are_the_recipe_and_count_as_trained():
     # (no retraining), and the recipe must be the one the models were trained with.
     from pathlib import Path
 
-    from magsr_tf.fit import FitConfig
+    from magsr_tf.jobs.fit import FitConfig
 
     for model in rep.MODELS:
         folder = Path(__file__).resolve().parents[1] / rep.MODELS_DIR / model.name
@@ -235,9 +235,9 @@ def tiny_dataset(tmp_path_factory):
 
 def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
     """Any access to the 'hr' dataset while train_h5 runs fails the test."""
-    from magsr_tf.energy import dataset_hamiltonian, hamiltonian_to_json
-    from magsr_tf.model import ModelConfig
-    from magsr_tf.train import TrainConfig, train_h5
+    from magsr_tf.nn.energy import dataset_hamiltonian, hamiltonian_to_json
+    from magsr_tf.nn.model import ModelConfig
+    from magsr_tf.training.train import TrainConfig, train_h5
 
     ham = hamiltonian_to_json(dataset_hamiltonian(tiny_dataset))
     seen: list[str] = []
@@ -278,8 +278,8 @@ def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
 
 def test_bench_models_times_saved_model_and_tflite_against_keras(tmp_path):
     from magsr_tf.benchmarks.inference import bench_models, model_folders
-    from magsr_tf.export import export_saved_model, export_tflite
-    from magsr_tf.model import ModelConfig, build_models
+    from magsr_tf.inference.export import export_saved_model, export_tflite
+    from magsr_tf.nn.model import ModelConfig, build_models
 
     root = tmp_path / "saved_models"
     for name in ("typeII_x16", "mine_x16"):  # a shipped name and a user's model

@@ -45,14 +45,14 @@ def save(path: Path, data: dict) -> None:
 
 
 def test_splits(paths: list[str], ratio: int) -> list:
-    from magsr_tf.evaluate import load_test_split
+    from magsr_tf.evaluation.evaluate import load_test_split
 
     return [load_test_split(p, ratio) for p in paths]
 
 
 def bicubic_scores(splits, ratio: int) -> dict:
-    from magsr_tf import metrics
-    from magsr_tf.baselines import upsample
+    from magsr_tf.evaluation import metrics
+    from magsr_tf.ops.interpolation import upsample
 
     out = {}
     for split in splits:
@@ -63,11 +63,11 @@ def bicubic_scores(splits, ratio: int) -> dict:
 
 
 def run_curve(args) -> None:
-    from magsr_tf import metrics
-    from magsr_tf.evaluate import super_resolve
-    from magsr_tf.fit import git_commit
-    from magsr_tf.model import ModelConfig
-    from magsr_tf.train import TrainConfig, train_h5
+    from magsr_tf.evaluation import metrics
+    from magsr_tf.evaluation.evaluate import super_resolve
+    from magsr_tf.jobs.fit import git_commit
+    from magsr_tf.nn.model import ModelConfig
+    from magsr_tf.training.train import TrainConfig, train_h5
 
     recipe = json.loads((Path(args.model) / "train_config.json").read_text())
     if args.epochs:
@@ -125,7 +125,7 @@ def run_curve(args) -> None:
 
 def test_count(path: str) -> int:
     """Size of a dataset's test split (for the standard error of the mean MSE)."""
-    from magsr_tf.dataset import open_info
+    from magsr_tf.data.dataset import open_info
 
     return open_info(path).n_test
 

@@ -13,11 +13,11 @@ import time
 import h5py
 import numpy as np
 
-from magsr_tf import metrics
-from magsr_tf.energy import dataset_hamiltonian, hamiltonian_to_json
-from magsr_tf.evaluate import super_resolve
-from magsr_tf.model import ModelConfig
-from magsr_tf.train import TrainConfig, train_h5
+from magsr_tf.evaluation import metrics
+from magsr_tf.evaluation.evaluate import super_resolve
+from magsr_tf.nn.energy import dataset_hamiltonian, hamiltonian_to_json
+from magsr_tf.nn.model import ModelConfig
+from magsr_tf.training.train import TrainConfig, train_h5
 
 STEPS, EPOCHS, RATIO = 150, 6, 8
 DEFAULT_SEED = 0
@@ -53,7 +53,7 @@ if mode in ("size", "lr", "noskip"):
 else:
     import keras
 
-    from magsr_tf.model import build_models
+    from magsr_tf.nn.model import build_models
 
     keras.utils.set_random_seed(SEED)
     with h5py.File(path) as f:

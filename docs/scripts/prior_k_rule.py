@@ -16,9 +16,10 @@ import sys
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from magsr_tf.baselines import upsample
-from magsr_tf.degradation import degrade, parse_degradation, wall_width
-from magsr_tf.image_prior import (
+from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.ops.degradation import degrade, parse_degradation, wall_width
+from magsr_tf.ops.interpolation import upsample
+from magsr_tf.priors.image_prior import (
     MIN_WALL,
     TANH_PER_ERF_BAND,
     TANH_PER_ERF_L2,
@@ -27,7 +28,6 @@ from magsr_tf.image_prior import (
     reconstruct,
     synthetic_domains,
 )
-from magsr_tf.images import pearson
 
 SEEDS = (1, 2)
 SIZE = 256

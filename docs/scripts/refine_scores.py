@@ -1,4 +1,5 @@
-"""Scores `magsr_tf.refine.refine` against ground truth on dataset rows (docs/physics_prior.md).
+"""Scores `magsr_tf.priors.refine.refine`
+against ground truth on dataset rows (docs/physics_prior.md).
 
 Usage: python docs/scripts/refine_scores.py DATA.h5 RATIO N '{"steps": 200}'
 Scores the last N rows (the test split) or, with START=K in the environment, rows K..K+N.
@@ -12,10 +13,10 @@ import time
 import h5py
 import numpy as np
 
-from magsr_tf import metrics
-from magsr_tf.energy import resolve_hamiltonian
+from magsr_tf.evaluation import metrics
+from magsr_tf.nn.energy import resolve_hamiltonian
 from magsr_tf.physics.hamiltonian import energy_per_spin
-from magsr_tf.refine import RefineConfig, refine
+from magsr_tf.priors.refine import RefineConfig, refine
 
 path, ratio, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}

@@ -15,16 +15,16 @@ import sys
 
 import numpy as np
 
-from magsr_tf.baselines import upsample
-from magsr_tf.degradation import degrade
-from magsr_tf.image_prior import (
+from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.ops.degradation import degrade
+from magsr_tf.ops.interpolation import upsample
+from magsr_tf.priors.image_prior import (
     ALIASED_SIGN_CHANGES,
     PriorConfig,
     reconstruct,
     sign_changes,
     synthetic_domains,
 )
-from magsr_tf.images import pearson
 
 SEEDS = (1, 2)
 SIZE = 256

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import MagsrError
+from magsr_tf.errors import MagsrError
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def _interpreter_class():
 
 def model_folders(models_dir: Path) -> list[Path]:
     """The shipped models present in ``models_dir``; if none, every folder with a SavedModel."""
-    from magsr_tf.export import list_served_models
-    from magsr_tf.report import SHIPPED
+    from magsr_tf.evaluation.report import SHIPPED
+    from magsr_tf.inference.export import list_served_models
 
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
@@ -83,8 +83,8 @@ def bench_model(folder: Path, batch: int = DEFAULT_BATCH, seconds: float = DEFAU
     """One row: images/s of Keras, SavedModel and TFLite for the model in ``folder``."""
     import tensorflow as tf
 
-    from magsr_tf.export import latest_saved_model
-    from magsr_tf.model import load_sr_model, model_ratio
+    from magsr_tf.inference.export import latest_saved_model
+    from magsr_tf.nn.model import load_sr_model, model_ratio
 
     sr_model = load_sr_model(folder)
     ratio = model_ratio(sr_model)

@@ -1,6 +1,6 @@
 """Where the training step's time goes (``magsr-tf bench profile``).
 
-Runs the real training step (:func:`magsr_tf.train.make_train_step`, default
+Runs the real training step (:func:`magsr_tf.training.train.make_train_step`, default
 strategy) under the TensorFlow profiler and sums the executed ops' durations
 per op type, or per layer and pass (forward / backward). Durations are summed
 over TensorFlow's inter-op threads, so on a machine with several cores the
@@ -18,9 +18,9 @@ import re
 import tempfile
 from pathlib import Path
 
-from magsr_tf import MagsrError
 from magsr_tf.benchmarks.train import benchmark_step
-from magsr_tf.model import ModelConfig
+from magsr_tf.errors import MagsrError
+from magsr_tf.nn.model import ModelConfig
 
 log = logging.getLogger(__name__)
 

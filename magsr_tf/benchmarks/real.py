@@ -5,9 +5,9 @@ image as the truth, degrades it by the ratio (the package's Gaussian sigma = 1
 with reflect padding, or ``--degradation``), and super-resolves the LR image
 alone with each method:
 
-- ``bicubic``: aligned bicubic up-sampling (:mod:`magsr_tf.baselines`, the bar);
+- ``bicubic``: aligned bicubic up-sampling (:mod:`magsr_tf.ops.interpolation`, the bar);
 - ``lanczos``: aligned Lanczos-3 up-sampling (same grid and reflect padding);
-- ``prior``: the physics-prior reconstruction (:mod:`magsr_tf.image_prior`,
+- ``prior``: the physics-prior reconstruction (:mod:`magsr_tf.priors.image_prior`,
   K chosen from the LR image), started from bicubic;
 - ``network``: the patch-trained SR network of ``fit-image`` (ratios 4, 8, 16);
 - ``network+prior``: the prior started from the network's SR.
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import RATIOS, MagsrError
+from magsr_tf import RATIOS
+from magsr_tf.errors import MagsrError
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def bench_real(
         seed: network seed.
         progress: training/prior progress callback.
         unresolved: the prior's policy where the LR grid does not resolve the
-            domains (:class:`magsr_tf.image_prior.PriorConfig`); the rows say
+            domains (:class:`magsr_tf.priors.image_prior.PriorConfig`); the rows say
             which method ran (``prior_method``).
 
     Returns:
@@ -126,14 +127,14 @@ def bench_real(
         MagsrError: unknown methods, an unreadable image, or a crop that does
             not fit.
     """
-    from magsr_tf.baselines import upsample
-    from magsr_tf.degradation import degrade, parse_degradation
-    from magsr_tf.image_prior import PriorConfig, reconstruct
-    from magsr_tf.images import (
+    from magsr_tf.jobs.fit_image import (
         central_crop,
         images_to_spins,
         pearson,
     )
+    from magsr_tf.ops.degradation import degrade, parse_degradation
+    from magsr_tf.ops.interpolation import upsample
+    from magsr_tf.priors.image_prior import PriorConfig, reconstruct
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -187,7 +188,7 @@ def bench_real(
     if want_net and not network_ok:
         logger.info("bench real: no network at ratio %d with %s", ratio, deg.name)
     elif want_net:
-        from magsr_tf.images import FitImageConfig, fit_image
+        from magsr_tf.jobs.fit_image import FitImageConfig, fit_image
 
         with tempfile.TemporaryDirectory() as tmp:
             config = FitImageConfig(

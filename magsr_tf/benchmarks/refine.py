@@ -1,7 +1,7 @@
 """``magsr-tf bench refine``: physics-informed reconstructions per second.
 
 Anneals a few Type I states (the package's own annealer), lowers them x8 with
-the Gaussian downsizing, and times :func:`magsr_tf.refine.refine` at its
+the Gaussian downsizing, and times :func:`magsr_tf.priors.refine.refine` at its
 default steps. The reference measured in the same run is one training step of
 the x8 network (batch 32, the real step of ``fit``), so the figure reads as
 "refining one state costs as much as N training steps" on any machine.
@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from magsr_tf.benchmarks.train import _timed, benchmark_step
-from magsr_tf.model import ModelConfig
+from magsr_tf.nn.model import ModelConfig
 
 BENCH_SEED = 20230811
 DEFAULT_STATES = 16
@@ -29,14 +29,14 @@ def bench_refine(
 
     Args:
         states: annealed Type I states refined together (one batch).
-        steps: refinement steps (None: :data:`magsr_tf.refine.DEFAULT_STEPS`).
+        steps: refinement steps (None: :data:`magsr_tf.priors.refine.DEFAULT_STEPS`).
         seconds: timing of the training-step reference.
     """
-    from magsr_tf import metrics
-    from magsr_tf.downsample import downsample
+    from magsr_tf.evaluation import metrics
+    from magsr_tf.ops.downsample import downsample
     from magsr_tf.physics.anneal import anneal
     from magsr_tf.physics.hamiltonian import TypeI
-    from magsr_tf.refine import DEFAULT_STEPS, RefineConfig, refine
+    from magsr_tf.priors.refine import DEFAULT_STEPS, RefineConfig, refine
 
     steps = DEFAULT_STEPS if steps is None else steps
     rngs = [np.random.default_rng([BENCH_SEED, i]) for i in range(states)]

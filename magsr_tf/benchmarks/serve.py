@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import MagsrError
+from magsr_tf.errors import MagsrError
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _grpc_client(target: str, batch: np.ndarray):
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from magsr_tf.grpc_server import CLIENT_MAX_MESSAGE, array_to_proto, proto_to_array
+    from magsr_tf.serving.grpc_server import CLIENT_MAX_MESSAGE, array_to_proto, proto_to_array
 
     channel = grpc.insecure_channel(
         target, options=[("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE)]
@@ -250,11 +250,11 @@ def run_clients(
 
 def _prepare_model(root: Path, ratio: int, model: str | None) -> None:
     """The served model ``root/MODEL_NAME/1``: an untrained ×``ratio`` network, or ``model``."""
-    from magsr_tf.export import export_saved_model, latest_saved_model, resolve_model_dir
+    from magsr_tf.inference.export import export_saved_model, latest_saved_model, resolve_model_dir
 
     target = root / MODEL_NAME
     if model is None:
-        from magsr_tf.model import ModelConfig, build_sr_model
+        from magsr_tf.nn.model import ModelConfig, build_sr_model
 
         export_saved_model(build_sr_model(ModelConfig(ratio=ratio)), target, version=1)
         return
@@ -299,10 +299,10 @@ def bench_serve(
     if unknown or not protocols:
         raise MagsrError(f"protocols must be among {PROTOCOLS}. Received: {protocols}")
     if "grpc" in protocols:
-        import magsr_tf.grpc_server  # noqa: F401 - the install hint, before any work
+        import magsr_tf.serving.grpc_server  # noqa: F401 - the install hint, before any work
     import tensorflow as tf
 
-    from magsr_tf.export import read_metadata
+    from magsr_tf.inference.export import read_metadata
 
     total = len(protocols) * len(batches)
     done = 0
@@ -381,7 +381,7 @@ def bench_serve(
 
 def _serve_main(root: str, clients: str, batch_maps: str) -> None:
     """The server subprocess: prints its addresses as one JSON line, serves until stdin ends."""
-    from magsr_tf.serve import ServeConfig, start_servers
+    from magsr_tf.serving.server import ServeConfig, start_servers
 
     servers = start_servers(
         ServeConfig(

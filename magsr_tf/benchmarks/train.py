@@ -1,6 +1,6 @@
 """Training throughput benchmark (``magsr-tf bench train``).
 
-Prints LR images/s of the real training step (the one :func:`magsr_tf.train.train`
+Prints LR images/s of the real training step (the one :func:`magsr_tf.training.train.train`
 runs) for x4, x8 and x16, next to two references measured in the same run:
 
 * the machine's convolution rate: one 3x3 64->64 convolution (forward) on the
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from magsr_tf.model import ModelConfig, build_models
+from magsr_tf.nn.model import ModelConfig, build_models
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ DEFAULT_BATCH = 32
 
 def conv_flops_per_image(sr_model, lr_size: int) -> float:
     """Forward FLOPs (2 x MACs) of every 3x3 convolution of the SR model for one LR image."""
-    from magsr_tf.layers import UpsampleConv2D
+    from magsr_tf.nn.layers import UpsampleConv2D
 
     size = lr_size
     flops = 0.0
@@ -82,9 +82,9 @@ def build_reference_training_model(ratio: int, channels: int = 3):
     import keras
     from keras import ops
 
-    from magsr_tf.downsample import KERNEL_SIZE, PAD, gaussian_kernel
-    from magsr_tf.layers import _periodic_pad
-    from magsr_tf.model import EXPANDER_FILTERS, EXPANDER_LAYERS, UPSAMPLING_FILTERS
+    from magsr_tf.nn.layers import _periodic_pad
+    from magsr_tf.nn.model import EXPANDER_FILTERS, EXPANDER_LAYERS, UPSAMPLING_FILTERS
+    from magsr_tf.ops.downsample import KERNEL_SIZE, PAD, gaussian_kernel
 
     def pad(by):
         return keras.layers.Lambda(lambda t: _periodic_pad(t, by))
@@ -122,7 +122,7 @@ def benchmark_step(config: ModelConfig, batch: int, reference: bool = False):
     import keras
     import tensorflow as tf
 
-    from magsr_tf.train import make_train_step, without_autotune
+    from magsr_tf.training.train import make_train_step, without_autotune
 
     if reference:
         training_model = build_reference_training_model(config.ratio, config.channels)

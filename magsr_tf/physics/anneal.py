@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import scipy.fft
 
-from magsr_tf import MagsrError
+from magsr_tf.errors import MagsrError
 from magsr_tf.physics import _numpy_backend as npb
 from magsr_tf.physics.hamiltonian import (
     TypeI,

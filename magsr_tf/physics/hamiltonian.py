@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from magsr_tf import MagsrError
+from magsr_tf.errors import MagsrError
 
 __all__ = [
     "TypeI",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from magsr_tf import MagsrError
+from magsr_tf.errors import MagsrError
 
 
 def _maps(spins, min_channels: int = 1) -> np.ndarray:

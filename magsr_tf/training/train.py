@@ -1,0 +1,537 @@
+"""Unsupervised training of the SR network: loss = MSE(LR in, LR out).
+
+The loop is a custom ``strategy.run`` loop rather than ``model.fit`` because
+Keras 3 ``model.fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585); the same loop runs under the default strategy,
+``MirroredStrategy`` (local GPUs or logical CPU devices) and
+``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG``.
+
+BatchNorm (:class:`~magsr_tf.nn.batchnorm.FastBatchNormalization`) is
+synchronized across replicas (``synchronized=True``): every
+replica normalizes with the statistics of the global batch, so a run on N
+replicas computes what one device would with the same global batch, and the
+moving statistics are identical on every replica and worker. Measured in
+tests/dist_worker.py (16 steps, 2 logical CPUs against one device, same global
+batches): epoch losses agree to 2e-4 relative and weights to 1e-3; with
+per-replica statistics the losses differ by 5e-3 after one epoch, the weights
+by 4e-2, and the replicas' moving statistics drift apart.
+After training the moving statistics are re-estimated exactly
+(:func:`recalibrate_batchnorm`), so inference does not depend on the momentum
+lag of the last steps.
+
+Lifecycle: :func:`build_strategy`, :func:`build_dataset`, :func:`train`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from magsr_tf.data.pipeline import ArraySource, H5Source, batches
+from magsr_tf.errors import MagsrError
+from magsr_tf.nn.model import ModelConfig, build_models
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
+WARMUP_FRACTION = 0.1
+EXPONENTIAL_FINAL_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        model: the architecture.
+        epochs: number of epochs.
+        steps_per_epoch: optimizer steps per epoch; None means one pass over the
+            training images (at least one step).
+        batch_size: global batch size (split across replicas).
+        learning_rate: Adam learning rate (the paper: 0.01, fixed).
+        schedule: "constant" (the paper), "cosine" decay to zero over the run, or
+            "warmup_cosine" (linear warm-up from 0 to ``learning_rate`` over the
+            first 10% of the steps, then cosine decay to zero), or "exponential"
+            decay to 1% of ``learning_rate`` over the run.
+        augment: random quarter-turn rotations and global spin flips (exact
+            symmetries of both Hamiltonians) and stored sub-pixel phases.
+        seed: seed of weight initialization, data order and augmentation.
+        out_dir: where checkpoints, TensorBoard logs and the history go; None
+            trains in memory only (no resume).
+        strategy: "auto" (multi-worker if TF_CONFIG names several workers,
+            mirrored over GPUs if there are several, else the default),
+            "default", "mirrored" or "multiworker".
+        recalibrate_bn_batches: batches used to re-estimate BatchNorm
+            statistics after training (0: keep the moving averages).
+        physics_weight: w of the energy prior: the loss is
+            MSE(LR in, LR out) + w * E_H(SR) / N (0: the paper's LR-only loss).
+            Still unsupervised: the prior needs the Hamiltonian, never HR data.
+        hamiltonian: the data's Hamiltonian (a JSON-able dict as
+            :func:`magsr_tf.nn.energy.hamiltonian_to_json` writes it); required
+            when ``physics_weight > 0``.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 32
+    learning_rate: float = 0.01
+    schedule: str = "constant"
+    augment: bool = True
+    seed: int = 0
+    out_dir: Path | None = None
+    strategy: str = "auto"
+    recalibrate_bn_batches: int = 16
+    physics_weight: float = 0.0
+    hamiltonian: dict | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise MagsrError(f"epochs must be >= 1. Received: epochs={self.epochs}")
+        if self.batch_size < 1:
+            raise MagsrError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
+        if not self.learning_rate > 0:
+            raise MagsrError(f"learning rate must be > 0. Received: lr={self.learning_rate}")
+        if self.schedule not in SCHEDULES:
+            raise MagsrError(f"schedule must be one of {SCHEDULES}. Received: {self.schedule!r}")
+        if self.strategy not in STRATEGIES:
+            raise MagsrError(
+                f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}"
+            )
+        if not (self.physics_weight >= 0 and math.isfinite(self.physics_weight)):
+            raise MagsrError(
+                f"physics weight must be >= 0. Received: physics_weight={self.physics_weight}"
+            )
+        if self.physics_weight > 0:
+            if self.hamiltonian is None:
+                raise MagsrError(
+                    "the energy prior (physics_weight > 0) needs the data's Hamiltonian"
+                )
+            if self.model.channels != 3:
+                raise MagsrError(
+                    "the energy prior needs 3-component spin maps; use physics_weight=0 for "
+                    f"{self.model.channels}-channel data"
+                )
+            from magsr_tf.nn.energy import resolve_hamiltonian
+
+            resolve_hamiltonian(self.hamiltonian)  # fail early on a bad description
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise MagsrError(
+                f"steps_per_epoch must be >= 1. Received: steps_per_epoch={self.steps_per_epoch}"
+            )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["out_dir"] = None if self.out_dir is None else str(self.out_dir)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What training produced.
+
+    Attributes:
+        sr_model: the trained SR model (LR -> unit-spin SR).
+        training_model: LR -> LR graph sharing the SR model's weights.
+        history: one dict per epoch (loss, SR validation MSE/Corr, seconds, images/s).
+        resumed_from: epoch the run resumed from (0 for a fresh run).
+    """
+
+    sr_model: object
+    training_model: object
+    history: list[dict]
+    resumed_from: int = 0
+
+
+ProgressFn = Callable[[dict], None]
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def build_strategy(name: str = "auto"):
+    """Returns the ``tf.distribute`` strategy for ``name`` (see :class:`TrainConfig`)."""
+    tf = _tf()
+    if name == "auto":
+        workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker")
+        if workers and len(workers) > 1:
+            name = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if "TF_CONFIG" not in os.environ:
+        raise MagsrError("strategy 'multiworker' needs TF_CONFIG describing the cluster")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0):
+    """A distributed, endless dataset of LR batches for ``strategy``.
+
+    Each input pipeline (one per worker) reads a disjoint shard of the blocks and
+    yields per-replica batches.
+    """
+    tf = _tf()
+    h, w, c = source.shape()
+    if c != config.model.channels:
+        raise MagsrError(
+            f"the data have {c} channels but the model expects {config.model.channels}"
+        )
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise MagsrError(
+            f"batch size {config.batch_size} is not divisible by the "
+            f"{strategy.num_replicas_in_sync} replicas"
+        )
+
+    def dataset_fn(ctx):
+        per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+        local = per_replica * ctx.num_replicas_in_sync // ctx.num_input_pipelines
+
+        def gen():
+            yield from batches(
+                source,
+                local,
+                config.seed,
+                first_epoch=first_epoch,
+                augment_data=config.augment,
+                shard=ctx.input_pipeline_id,
+                n_shards=ctx.num_input_pipelines,
+            )
+
+        ds = tf.data.Dataset.from_generator(
+            gen, output_signature=tf.TensorSpec((local, h, w, c), tf.float32)
+        )
+        if ctx.num_replicas_in_sync // ctx.num_input_pipelines > 1:
+            ds = ds.unbatch().batch(per_replica, drop_remainder=True)
+        return without_autotune(ds.prefetch(2))
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def without_autotune(dataset):
+    """``dataset`` with tf.data autotuning off (our pipelines have nothing to tune).
+
+    With autotuning on, freeing the iterator waits for tf.data's autotuning
+    thread, which (TF 2.21) may sleep out its optimization period first: up to
+    60 s. gdb showed the end of ``fit`` stalled that long in about a third of
+    the runs, with the main thread in ``~RootDataset::Iterator`` and the
+    autotuning thread in ``Model::OptimizeLoop``.
+    """
+    tf = _tf()
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
+
+
+def _learning_rate(config: TrainConfig, total_steps: int):
+    import keras
+
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
+    if config.schedule == "warmup_cosine":
+        warmup = max(1, int(WARMUP_FRACTION * total_steps))
+        return keras.optimizers.schedules.CosineDecay(
+            0.0,
+            max(1, total_steps - warmup),
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
+        )
+    if config.schedule == "exponential":
+        return keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, total_steps, EXPONENTIAL_FINAL_FRACTION
+        )
+    return config.learning_rate
+
+
+def recalibrate_batchnorm(training_model, lr_batches) -> None:
+    """Sets every BatchNorm's moving statistics to the exact mean over ``lr_batches``.
+
+    Runs the training graph in training mode with momentum (k-1)/k on batch k,
+    which makes the moving mean/variance the plain average of the batch
+    statistics; no weight other than those statistics changes.
+    """
+    import keras
+
+    bns = [
+        layer
+        for layer in training_model.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not bns or not lr_batches:
+        return
+    saved = [bn.momentum for bn in bns]
+    try:
+        for k, x in enumerate(lr_batches, start=1):
+            for bn in bns:
+                bn.momentum = (k - 1) / k
+            training_model(x, training=True)
+    finally:
+        for bn, m in zip(bns, saved, strict=True):
+            bn.momentum = m
+
+
+def sr_validation(sr_model, lr: np.ndarray, hr: np.ndarray, batch: int = 32) -> dict:
+    """SR validation loss MSE(HR, SR) and Corr on held-out data (never used to train)."""
+    sr = np.concatenate(
+        [np.asarray(sr_model(lr[i : i + batch], training=False)) for i in range(0, len(lr), batch)]
+    )
+    return {
+        "val_sr_mse": float(np.mean((sr - hr) ** 2)),
+        "val_sr_corr": float(np.mean(np.sum(sr * hr, axis=-1)))
+        if hr.shape[-1] == 3
+        else float("nan"),
+    }
+
+
+def make_train_step(
+    strategy,
+    training_model,
+    optimizer,
+    global_batch_size: int,
+    physics_weight: float = 0.0,
+    energy=None,
+    sr_model=None,
+):
+    """A compiled step ``train_step(iterator) -> loss`` for ``strategy``.
+
+    Each replica computes MSE(LR in, LR out) on its share of the batch (plus
+    ``physics_weight * energy(SR)``, the energy per spin of the SR map, when an
+    energy prior is given), scaled by the global batch size; the optimizer
+    all-reduces (sums) the gradients.
+    """
+    tf = _tf()
+    import keras
+
+    variables = training_model.trainable_variables
+    with_prior = physics_weight > 0
+    if with_prior:
+        if energy is None or sr_model is None:
+            raise MagsrError("the energy prior needs the energy and the SR model")
+        # One forward pass gives both the LR reconstruction and the SR map.
+        both = keras.Model(training_model.inputs, [training_model.outputs[0], sr_model.outputs[0]])
+
+    def replica_step(lr):
+        with tf.GradientTape() as tape:
+            if with_prior:
+                out, sr = both(lr, training=True)
+            else:
+                out = training_model(lr, training=True)
+            per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
+            if with_prior:
+                per_image += physics_weight * energy(sr)
+            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch_size)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    @tf.function
+    def train_step(it):
+        per_replica = strategy.run(replica_step, args=(next(it),))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+def train(
+    source,
+    config: TrainConfig,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Trains the SR network on LR images only.
+
+    Args:
+        source: an :class:`~magsr_tf.data.pipeline.H5Source` or
+            :class:`~magsr_tf.data.pipeline.ArraySource`.
+        config: the training configuration.
+        val: optional held-out ``(lr, hr)`` for the SR validation loss, reported
+            every epoch and never used for training.
+        progress: called with a dict after every step (``kind="step"``) and
+            every epoch (``kind="epoch"``).
+
+    Returns:
+        A :class:`TrainResult`. With ``config.out_dir`` set, a checkpoint is
+        written every epoch and a rerun with the same configuration resumes
+        from the last one.
+    """
+    tf = _tf()
+    import keras
+
+    strategy = build_strategy(config.strategy)
+    chief = _is_chief(strategy)
+    n_images = len(source.lr) if isinstance(source, ArraySource) else source.stop
+    steps = config.steps_per_epoch or max(1, n_images // config.batch_size)
+    total_steps = steps * config.epochs
+
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        sr_model, training_model = build_models(config.model)
+        optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
+        optimizer.build(training_model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+    ckpt_dir = None
+    manager = None
+    if config.out_dir is not None:
+        out_dir = Path(config.out_dir)
+        # Non-chief workers must also save (collectives), but to a private folder.
+        ckpt_dir = out_dir / "checkpoints" if chief else out_dir / f"_worker_tmp_{os.getpid()}"
+        ckpt = tf.train.Checkpoint(model=training_model, optimizer=optimizer, epoch=epoch_var)
+        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+        if manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint).expect_partial()
+            log.info("resumed from %s (epoch %d)", manager.latest_checkpoint, int(epoch_var))
+    first_epoch = int(epoch_var.numpy())
+    history = _load_history(config.out_dir)[:first_epoch] if chief else []
+
+    dist_ds = build_dataset(source, config, strategy, first_epoch=first_epoch)
+    iterator = iter(dist_ds)
+
+    energy = None
+    if config.physics_weight > 0:
+        from magsr_tf.nn.energy import SpinEnergy
+
+        # Simulated lattices are periodic; reflect-padded (image) models get open bonds.
+        boundary = "periodic" if config.model.padding == "periodic" else "open"
+        energy = SpinEnergy(config.hamiltonian, boundary=boundary, dtype="float32")
+    train_step = make_train_step(
+        strategy,
+        training_model,
+        optimizer,
+        config.batch_size,
+        physics_weight=config.physics_weight,
+        energy=energy,
+        sr_model=sr_model,
+    )
+
+    writer = None
+    if config.out_dir is not None and chief:
+        writer = tf.summary.create_file_writer(str(Path(config.out_dir) / "tensorboard"))
+
+    for epoch in range(first_epoch, config.epochs):
+        t0 = time.perf_counter()
+        losses = []
+        for step in range(steps):
+            loss = float(train_step(iterator))
+            if not math.isfinite(loss):
+                raise MagsrError(f"training diverged: loss {loss} at epoch {epoch + 1}")
+            losses.append(loss)
+            if progress is not None:
+                progress(
+                    {
+                        "kind": "step",
+                        "epoch": epoch + 1,
+                        "epochs": config.epochs,
+                        "step": step + 1,
+                        "steps": steps,
+                        "loss": loss,
+                    }
+                )
+        seconds = time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "seconds": seconds,
+            "images_per_s": steps * config.batch_size / seconds,
+        }
+        if val is not None:
+            record.update(sr_validation(sr_model, *val))
+        epoch_var.assign(epoch + 1)
+        if manager is not None:
+            manager.save(checkpoint_number=epoch + 1)
+        history.append(record)
+        if chief and config.out_dir is not None:
+            _save_history(config.out_dir, history)
+            with writer.as_default():
+                for key, value in record.items():
+                    if key != "epoch":
+                        tf.summary.scalar(key, value, step=epoch + 1)
+                writer.flush()
+        log.info("epoch %d: %s", epoch + 1, record)
+        if progress is not None:
+            progress({"kind": "epoch", **record, "epochs": config.epochs})
+
+    if config.recalibrate_bn_batches:
+        calib_rng = np.random.default_rng([config.seed, 99991])
+        gen = batches(
+            source, config.batch_size, int(calib_rng.integers(2**31)), augment_data=config.augment
+        )
+        recalibrate_batchnorm(
+            training_model, [next(gen) for _ in range(config.recalibrate_bn_batches)]
+        )
+        if val is not None and history:
+            history[-1] = {
+                **history[-1],
+                **{f"{k}_recalibrated": v for k, v in sr_validation(sr_model, *val).items()},
+            }
+
+    if ckpt_dir is not None and not chief:
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return TrainResult(sr_model, training_model, history, resumed_from=first_epoch)
+
+
+def train_arrays(
+    lr: np.ndarray,
+    config: TrainConfig,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Trains on in-memory LR images ``[n, h, w, C]`` (e.g. microscope patches)."""
+    lr = np.asarray(lr, dtype=np.float32)
+    if lr.ndim != 4:
+        raise MagsrError(f"expected LR images shaped [n, h, w, C]. Received: shape={lr.shape}")
+    if not np.isfinite(lr).all():
+        raise MagsrError("the LR images contain NaN or inf")
+    return train(ArraySource(lr), config, val=val, progress=progress)
+
+
+def train_h5(
+    path: str | Path, config: TrainConfig, stop: int, val=None, progress: ProgressFn | None = None
+) -> TrainResult:
+    """Trains on rows ``[0, stop)`` of ``lr/x{ratio}`` in a magsr-tf HDF5 dataset."""
+    source = H5Source(str(path), config.model.ratio, stop, use_phases=config.augment)
+    return train(source, config, val=val, progress=progress)
+
+
+def _history_path(out_dir) -> Path:
+    return Path(out_dir) / "history.json"
+
+
+def _load_history(out_dir) -> list[dict]:
+    if out_dir is None or not _history_path(out_dir).is_file():
+        return []
+    return json.loads(_history_path(out_dir).read_text())
+
+
+def _save_history(out_dir, history: list[dict]) -> None:
+    path = _history_path(out_dir)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(history, indent=2))
+    os.replace(tmp, path)
