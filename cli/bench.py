@@ -6,6 +6,18 @@ import json
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import (
+    BatchMaps,
+    JsonRows,
+    Lattice,
+    ModelsFolder,
+    PatchEpochs,
+    Patches,
+    Ratio,
+    TrainBatchSize,
+    Unresolved,
+    Workers,
+)
 from magsr_tf_cli.output import print_table
 
 bench_app = typer.Typer(help="Benchmarks: print throughput and ratios to in-run references.")
@@ -28,10 +40,10 @@ def _show(title: str, rows: list[dict], json_out: Path | None) -> None:
 
 @bench_app.command("anneal")
 def anneal(
-    lattice: int = typer.Option(128, help="Lattice size L."),
+    lattice: Lattice = 128,
     sweeps: int = typer.Option(0, help="Sweeps per measurement (0: the benchmark's default)."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    workers: Workers = 0,
+    json_out: JsonRows = None,
 ) -> None:
     """Spin updates per second for Type I and Type II vs a plain NumPy Metropolis."""
     from magsr_tf.benchmarks.anneal import bench_anneal
@@ -44,7 +56,7 @@ def anneal(
 def train(
     seconds: float = typer.Option(20.0, help="Seconds of timed training per ratio."),
     batch_size: int = typer.Option(0, help="Batch size (0: the training default)."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    json_out: JsonRows = None,
 ) -> None:
     """Training throughput (LR images/s) for x4, x8, x16 and the fraction of conv FLOP/s."""
     from magsr_tf.benchmarks.train import bench_train
@@ -58,7 +70,7 @@ def refine(
     states: int = typer.Option(16, help="Annealed Type I states refined together."),
     steps: int = typer.Option(0, help="Refinement steps (0: refine's default)."),
     seconds: float = typer.Option(10.0, help="Seconds of the training-step reference."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    json_out: JsonRows = None,
 ) -> None:
     """Type I x8 refinements per second vs one x8 training step in the same run."""
     from magsr_tf.benchmarks.refine import bench_refine
@@ -69,10 +81,10 @@ def refine(
 
 @bench_app.command("profile")
 def profile(
-    ratio: int = typer.Option(8, help="Super-resolution ratio: 4, 8 or 16."),
+    ratio: Ratio = 8,
     by: str = typer.Option("op", help="Group by 'op' (op type) or 'layer' (layer and pass)."),
     steps: int = typer.Option(10, help="Profiled training steps (after 3 warm-up steps)."),
-    batch_size: int = typer.Option(32, help="Batch size."),
+    batch_size: TrainBatchSize = 32,
     top: int = typer.Option(25, help="Rows to show (the rest are summed)."),
     logdir: Path = typer.Option(None, help="Keep the profiler trace here (for TensorBoard)."),
     json_out: Path = typer.Option(None, "--json", help="Also write all rows as JSON."),
@@ -110,10 +122,8 @@ def serve(
     batches: str = typer.Option("1,8", help="LR maps per request, comma-separated."),
     protocols: str = typer.Option("rest,grpc", help="Protocols: rest, grpc or both."),
     model: str = typer.Option(None, help="Serve this model (default: an untrained x8)."),
-    batch_maps: int = typer.Option(
-        0, help="Server merges concurrent requests into calls of up to N maps (0: off)."
-    ),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    batch_maps: BatchMaps = 0,
+    json_out: JsonRows = None,
 ) -> None:
     """REST and gRPC serving under concurrent clients vs in-process inference."""
     from magsr_tf_cli.output import counting_progress
@@ -148,13 +158,10 @@ def real(
     degradation: str = typer.Option("gaussian:1", help="gaussian:SIGMA, box[:WIDTH], psf:F.npy."),
     prior: str = typer.Option("anisotropy", help="Prior: anisotropy or exchange."),
     network: bool = typer.Option(True, "--network/--no-network", help="Train the network too."),
-    patches: int = typer.Option(4000, help="Network training patches."),
-    epochs: int = typer.Option(3, help="Network training epochs."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
-    unresolved: str = typer.Option(
-        "interpolate",
-        help="Prior where the LR grid does not resolve the domains: interpolate or prior.",
-    ),
+    patches: Patches = 4000,
+    epochs: PatchEpochs = 3,
+    json_out: JsonRows = None,
+    unresolved: Unresolved = "interpolate",
 ) -> None:
     """Degrade a native image, super-resolve it with every method, score against the native."""
     from magsr_tf.benchmarks.real import METHODS, bench_real
@@ -174,10 +181,10 @@ def real(
 
 @bench_app.command("models")
 def models(
-    models_dir: Path = typer.Option(Path("saved_models"), "--models", help="Models root."),
+    models_dir: ModelsFolder = Path("saved_models"),
     batch: int = typer.Option(8, help="LR images per call."),
     seconds: float = typer.Option(3.0, help="Timed seconds per model and runtime."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    json_out: JsonRows = None,
 ) -> None:
     """SR images/s of each shipped model: SavedModel and TFLite vs its Keras model."""
     from magsr_tf_cli.output import counting_progress

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import (
+    Data,
+    InferenceBatchSize,
+    ModelPath,
+    ModelsFolder,
+    RefineSteps,
+    TestImages,
+)
 from magsr_tf_cli.output import counting_progress, output_console, print_table
 from rich.console import Console
 
@@ -20,25 +28,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        model: Path = typer.Argument(..., help="Model folder (saved_models/NAME) or .keras file."),
-        data: str = typer.Option("typeI", "--data", help="typeI, typeII or a dataset path."),
+        model: ModelPath,
+        data: Data = "typeI",
         json_out: Path = typer.Option(
             None, "--json", help="JSON of every number (default: MODEL/evaluation_KIND_xR.json)."
         ),
         figures: Path = typer.Option(
             None, "--figures", help="Folder for PNG figures (default: MODEL/figures)."
         ),
-        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Inference batch size."),
+        images: TestImages = 0,
+        batch_size: InferenceBatchSize = 32,
         physical: bool = typer.Option(
             True, "--physical/--no-physical", help="Energy, S(q) peak, Q, domain walls."
         ),
-        refine_steps: int = typer.Option(
-            None,
-            "--refine-steps",
-            help="Steps of 'SR network + refine' and 'bicubic + refine' "
-            "(default: refine's; 0: skip them).",
-        ),
+        refine_steps: RefineSteps = None,
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
         from magsr_tf.evaluation.evaluate import EvaluateConfig
@@ -79,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report(
-        models: Path = typer.Option(Path("saved_models"), "--models", help="Models folder."),
+        models: ModelsFolder = Path("saved_models"),
         out: Path = typer.Option(
             None,
             "--out",

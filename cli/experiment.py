@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import Data, ModelPath, TestImages
 from magsr_tf_cli.output import counting_progress, output_console, print_table
 
 
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(
             None, "--out", help="Output folder (default: saved_models/experiments/crossfeed_xR)."
         ),
-        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
+        images: TestImages = 0,
     ) -> None:
         """Feed each network both data types; distributions of MSE, PSNR and Corr (Fig. 4)."""
         from magsr_tf.evaluation.experiments import CrossfeedConfig
@@ -76,8 +77,8 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("noise")
     def noise(
-        model: Path = typer.Argument(..., help="Model folder or .keras file."),
-        data: str = typer.Option("typeI", "--data", help="typeI, typeII or a dataset path."),
+        model: ModelPath,
+        data: Data = "typeI",
         alphas: str = typer.Option(
             None, "--alphas", help="Comma-separated noise intensities (default by data type)."
         ),
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
         snapshots: str = typer.Option(
             "1,10,20,100", "--snapshots", help="Iterations shown in the sample figure."
         ),
-        images: int = typer.Option(0, "--images", help="Use the first N test images (0: all)."),
+        images: TestImages = 0,
         seed: int = typer.Option(5, "--seed", help="Seed of the noise maps."),
         out: Path = typer.Option(
             None, "--out", help="Output folder (default: MODEL/noise_KIND_xR)."

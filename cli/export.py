@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import RootFolder
 from magsr_tf_cli.output import output_console
 
 
@@ -17,7 +18,7 @@ def export(
         None, "--version", help="SavedModel version (default: the newest existing one, or 1)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite an existing version."),
-    root: Path = typer.Option(Path("saved_models"), "--root", help="Models root folder."),
+    root: RootFolder = Path("saved_models"),
     base_path: str = typer.Option(
         "/models",
         "--base-path",

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import RatioShort, RefineSteps
 from magsr_tf_cli.output import (
     PlainProgress,
     RichProgress,
@@ -135,7 +136,7 @@ def fit(
         help="typeI or typeII (quick default dataset data/KIND_quick.h5, made if missing) "
         "or an HDF5 dataset path.",
     ),
-    ratio: int = typer.Option(8, "--ratio", "-r", help="Super-resolution ratio: 4, 8 or 16."),
+    ratio: RatioShort = 8,
     epochs: int = typer.Option(None, help="Epochs (default: the quick-run default)."),
     steps_per_epoch: int = typer.Option(None, help="Steps per epoch (default: quick run)."),
     batch_size: int = typer.Option(32, help="Global batch size."),
@@ -148,12 +149,7 @@ def fit(
     out: Path = typer.Option(None, help="Model folder (default: saved_models/NAME_xR)."),
     strategy: str = typer.Option("auto", help="auto, default, mirrored or multiworker."),
     seed: int = typer.Option(0, help="Training seed."),
-    refine_steps: int = typer.Option(
-        None,
-        "--refine-steps",
-        help="Steps of the 'SR network + refine' / 'bicubic + refine' rows "
-        "(default: refine's; 0: skip).",
-    ),
+    refine_steps: RefineSteps = None,
     degradation: str = typer.Option(
         None,
         "--degradation",

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import Lattice, Workers
 from magsr_tf_cli.output import output_console, progress_bar
 
-# Same values as magsr_tf.data.dataset; repeated so that `magsr-tf --help` does not import h5py.
+# Same values as magsr_tf.data.generation; repeated so that `magsr-tf --help` does not import h5py.
 _DEFAULT_N = 40_100
 _DEFAULT_SEED = 11526
 
@@ -31,8 +32,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="HDF5 file (default: data/KIND.h5)."),
         seed: int = typer.Option(_DEFAULT_SEED, "--seed", help="Base seed."),
         test: int = typer.Option(100, "--test", help="Test configurations (the last rows)."),
-        lattice: int = typer.Option(128, "--lattice", help="Lattice size L (even)."),
-        workers: int = typer.Option(0, "--workers", help="Annealing processes (0: one per core)."),
+        lattice: Lattice = 128,
+        workers: Workers = 0,
         phases: int = typer.Option(
             0, "--phases", help="Extra LR images per ratio of the state shifted by HR pixels."
         ),
@@ -57,8 +58,9 @@ def register(app: typer.Typer) -> None:
             # local cluster's worker processes (which inherit the environment);
             # keep its warnings. Set before distributed is first imported.
             os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
-        from magsr_tf.data.dataset import GenerateConfig, open_info, partial_path
-        from magsr_tf.data.dataset import generate as generate_dataset
+        from magsr_tf.data.format import open_info, partial_path
+        from magsr_tf.data.generation import GenerateConfig
+        from magsr_tf.data.generation import generate as generate_dataset
 
         config = GenerateConfig(
             kind=kind,

@@ -5,29 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import (
+    PatchEpochs,
+    Patches,
+    Ratio,
+    TrainBatchSize,
+    Unresolved,
+    ValueRange,
+    parse_pair,
+)
 from magsr_tf_cli.output import output_console, print_table, progress_bar
-
-
-def _pair(value: str | None, sep: str, what: str, cast=float):
-    if value is None:
-        return None
-    try:
-        first, second = (cast(v) for v in value.lower().split(sep))
-    except ValueError as exc:
-        raise typer.BadParameter(f"expected {what}. Received: {value!r}") from exc
-    return first, second
 
 
 def fit_image(
     images: list[Path] = typer.Argument(
         ..., help="One image (m_z) or three (m_x m_y m_z): PNG, TIFF, JPEG."
     ),
-    ratio: int = typer.Option(8, "--ratio", help="Super-resolution ratio: 4, 8 or 16."),
+    ratio: Ratio = 8,
     patch: int = typer.Option(16, "--patch", help="LR patch edge in pixels."),
-    patches: int = typer.Option(24000, "--patches", help="Number of random LR patches."),
+    patches: Patches = 24000,
     padding: str = typer.Option("reflect", "--padding", help="reflect (images) or periodic."),
-    epochs: int = typer.Option(3, "--epochs", help="Epochs over the patches."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Training batch size."),
+    epochs: PatchEpochs = 3,
+    batch_size: TrainBatchSize = 32,
     seed: int = typer.Option(0, "--seed", help="Seed of patches and training."),
     out: Path = typer.Option(
         None, "--out", help="Model folder (default: saved_models/<image>_x<ratio>)."
@@ -39,9 +38,7 @@ def fit_image(
         "--ratio and score the SR against it.",
     ),
     crop: str = typer.Option(None, "--crop", help="Central crop HEIGHTxWIDTH first."),
-    value_range: str = typer.Option(
-        None, "--range", help="Pixel values of m=-1 and m=+1, 'LOW,HIGH' (default: percentiles)."
-    ),
+    value_range: ValueRange = None,
     residual: bool = typer.Option(
         None,
         "--residual/--no-residual",
@@ -67,12 +64,7 @@ def fit_image(
         "--network/--no-network",
         help="Train the patch network (with a prior: the prior refines its SR).",
     ),
-    unresolved: str = typer.Option(
-        "interpolate",
-        "--unresolved",
-        help="With a prior, when the LR grid does not resolve the domains: interpolate "
-        "(aligned bicubic, the default) or prior (reconstruct anyway).",
-    ),
+    unresolved: Unresolved = "interpolate",
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
     from magsr_tf.jobs.fit_image import FitImageConfig
@@ -89,8 +81,8 @@ def fit_image(
         seed=seed,
         out_dir=out,
         degrade=degrade,
-        crop=_pair(crop, "x", "HEIGHTxWIDTH", int),
-        value_range=_pair(value_range, ",", "LOW,HIGH"),
+        crop=parse_pair(crop, "x", "HEIGHTxWIDTH", int),
+        value_range=parse_pair(value_range, ",", "LOW,HIGH"),
         residual=residual,
         overwrite=overwrite,
         degradation=degradation,

@@ -119,7 +119,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _state["debug"] = os.environ.get(DEBUG_ENV) == "1" or "--debug" in sys.argv[1:]
     if _TF_COMMANDS.intersection(sys.argv[1:2]) and not _state["debug"]:
-        from magsr_tf.tfimport import import_tensorflow_quietly
+        from magsr_tf_cli.tfimport import import_tensorflow_quietly
 
         import_tensorflow_quietly()
     try:

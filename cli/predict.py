@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import (
+    InferenceBatchSize,
+    OutFolder,
+    Overwrite,
+    RootFolder,
+    ValueRange,
+    parse_pair,
+)
 from magsr_tf_cli.output import output_console
-
-
-def _parse_range(value: str | None) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    try:
-        low, high = (float(v) for v in value.split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(f"expected LOW,HIGH. Received: {value!r}") from exc
-    return low, high
 
 
 def predict(
@@ -27,7 +25,7 @@ def predict(
         help="LR inputs: .npy files, FILE.h5:DATASET[a:b] (e.g. data/typeI.h5:lr/x8[0:4]), "
         "or pictures: one (m_z) or three (m_x m_y m_z).",
     ),
-    out: Path = typer.Option(Path("predictions"), "--out", help="Output folder."),
+    out: OutFolder = Path("predictions"),
     server: str = typer.Option(
         None,
         "--server",
@@ -35,15 +33,13 @@ def predict(
         "(grpc://localhost:8500); else local.",
     ),
     version: int = typer.Option(None, "--version", help="Model version (default: newest)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Maps per call."),
+    batch_size: InferenceBatchSize = 8,
     padding: str = typer.Option(
         None, "--padding", help="Tile borders of large maps: periodic|reflect (default: model's)."
     ),
-    value_range: str = typer.Option(
-        None, "--range", help="Pixel values of m=-1 and m=+1 for pictures, 'LOW,HIGH'."
-    ),
-    root: Path = typer.Option(Path("saved_models"), "--root", help="Models root folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    value_range: ValueRange = None,
+    root: RootFolder = Path("saved_models"),
+    overwrite: Overwrite = False,
 ) -> None:
     """Super-resolve LR maps with an exported model; writes NAME_sr.npy and NAME_sr.png."""
     from magsr_tf.jobs.predict import PredictConfig
@@ -58,7 +54,7 @@ def predict(
         batch_size=batch_size,
         padding=padding,
         models_root=root,
-        value_range=_parse_range(value_range),
+        value_range=parse_pair(value_range, ",", "LOW,HIGH"),
         overwrite=overwrite,
     )
     console = output_console(markup=False, highlight=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import OutFolder, Overwrite, RootFolder
 from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 
@@ -34,12 +35,13 @@ def refine(
         "--degradation",
         help="Blur that made the LR input: gaussian:SIGMA or box[:WIDTH] (default: sigma 1).",
     ),
-    out: Path = typer.Option(Path("refined"), "--out", help="Output folder."),
-    root: Path = typer.Option(Path("saved_models"), "--root", help="Models root folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    out: OutFolder = Path("refined"),
+    root: RootFolder = Path("saved_models"),
+    overwrite: Overwrite = False,
 ) -> None:
     """Reconstruct SR spin maps under the Hamiltonian; writes NAME_sr.npy/.png, NAME_refine.json."""
-    from magsr_tf.priors.refine import RefineConfig, RefineJob, run_refine
+    from magsr_tf.jobs.refine import RefineJob, run_refine
+    from magsr_tf.priors.refine import RefineConfig
 
     options = {
         "steps": steps,

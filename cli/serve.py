@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from magsr_tf_cli.options import BatchMaps, ModelsFolder
 from magsr_tf_cli.output import output_console
 
 
@@ -16,7 +17,7 @@ def serve(
         help="gRPC TCP port (default 8500, TF Serving's, when the deploy extra is installed).",
     ),
     no_grpc: bool = typer.Option(False, "--no-grpc", help="Serve REST only."),
-    models: Path = typer.Option(Path("saved_models"), "--models", help="Models root folder."),
+    models: ModelsFolder = Path("saved_models"),
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to bind (0.0.0.0 exposes it to the network)."
     ),
@@ -26,16 +27,13 @@ def serve(
     max_inflight: int = typer.Option(
         32, "--max-inflight", help="Predict requests admitted at once (more get 503)."
     ),
-    batch_maps: int = typer.Option(
-        0,
-        "--batch-maps",
-        help="Merge concurrent small requests into model calls of up to N maps (0: off).",
-    ),
+    batch_maps: BatchMaps = 0,
 ) -> None:
     """Serve every SavedModel under --models over REST and gRPC (Ctrl-C stops)."""
     from importlib.util import find_spec
 
-    from magsr_tf.serving.server import ServeConfig, available_models, start_servers
+    from magsr_tf.serving.launcher import available_models, start_servers
+    from magsr_tf.serving.protocol import ServeConfig
 
     console = output_console()
     if grpc_port is None and not no_grpc:

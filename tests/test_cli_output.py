@@ -158,12 +158,12 @@ def _run_main(monkeypatch, capsys, *args):
 
 
 def _inject_failure(monkeypatch):
-    import magsr_tf.data.dataset
+    import magsr_tf.data.generation
 
     def fail(*args, **kwargs):
         raise RuntimeError("injected failure\nwith a second line")
 
-    monkeypatch.setattr(magsr_tf.data.dataset, "generate", fail)
+    monkeypatch.setattr(magsr_tf.data.generation, "generate", fail)
 
 
 GENERATE = ["generate", "typeI", "--n", "4", "--test", "2", "--lattice", "16"]

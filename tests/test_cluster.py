@@ -20,7 +20,8 @@ distributed = pytest.importorskip("distributed")
 import magsr_tf  # noqa: E402
 from magsr_tf import MagsrError  # noqa: E402
 from magsr_tf.data import cluster  # noqa: E402
-from magsr_tf.data.dataset import GenerateConfig, generate, partial_path  # noqa: E402
+from magsr_tf.data.format import partial_path  # noqa: E402
+from magsr_tf.data.generation import GenerateConfig, generate  # noqa: E402
 from magsr_tf.physics.anneal import Schedule  # noqa: E402
 
 SEED = 314

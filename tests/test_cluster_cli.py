@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed")
 from test_generate_cli import _arrays, _assert_one_line_error, _command, _n_done, _run  # noqa: E402
 
 import magsr_tf  # noqa: E402
-from magsr_tf.data.dataset import partial_path  # noqa: E402
+from magsr_tf.data.format import partial_path  # noqa: E402
 
 # Type I on 16x16: ~6 ms per configuration, a run of 300 spans a few seconds.
 N, N_TEST, LATTICE = 300, 10, 16

@@ -15,16 +15,17 @@ import pytest
 
 import magsr_tf
 from magsr_tf import MagsrError
-from magsr_tf.data import dataset as ds
-from magsr_tf.data.dataset import (
+from magsr_tf.data import annealing, resume
+from magsr_tf.data import format as dataset_format
+from magsr_tf.data.format import (
     DatasetInfo,
-    GenerateConfig,
     check_finite,
     check_ratio,
-    generate,
     open_info,
     partial_path,
 )
+from magsr_tf.data.generation import GenerateConfig, generate
+from magsr_tf.data.lr_images import phase_offsets
 from magsr_tf.ops.downsample import downsample
 from magsr_tf.physics.anneal import Schedule, schedule_attrs
 from magsr_tf.physics.hamiltonian import hamiltonian_attrs, make_hamiltonian, max_torque
@@ -91,14 +92,14 @@ def test_layout_shapes_and_chunking(tiny):
             lr = f[f"lr/x{r}"]
             assert lr.shape == (N, h, h, 3) and lr.dtype == np.float32
             assert lr.chunks == (1, h, h, 3)
-            assert lr.compression == ds.COMPRESSION["compression"]
+            assert lr.compression == dataset_format.COMPRESSION["compression"]
             assert f[f"lr_phases/x{r}"].shape == (N, PHASES, h, h, 3)
             assert f[f"lr_phases/x{r}"].chunks == (1, PHASES, h, h, 3)
             assert f[f"lr_phases/x{r}_offsets"].shape == (N, PHASES, 2)
             # Per row too: a chunk shared by rows would be rewritten after its
             # first rows were committed, which a kill could corrupt.
             assert f[f"lr_phases/x{r}_offsets"].chunks == (1, PHASES, 2)
-        assert f["hr"].compression == ds.COMPRESSION["compression"]
+        assert f["hr"].compression == dataset_format.COMPRESSION["compression"]
 
 
 def test_attributes_record_parameters(tiny):
@@ -177,7 +178,7 @@ def test_phases_are_downsamples_of_shifted_states(tiny):
             for i in range(N):
                 pairs = {tuple(o) for o in offsets[i]}
                 assert len(pairs) == PHASES and (0, 0) not in pairs
-                np.testing.assert_array_equal(offsets[i], ds.phase_offsets(SEED, i, r, PHASES))
+                np.testing.assert_array_equal(offsets[i], phase_offsets(SEED, i, r, PHASES))
                 for p, (dy, dx) in enumerate(offsets[i]):
                     shifted = np.roll(hr[i], (-int(dy), -int(dx)), axis=(0, 1))
                     np.testing.assert_allclose(
@@ -188,10 +189,10 @@ def test_phases_are_downsamples_of_shifted_states(tiny):
 
 
 def test_phase_offsets_deterministic_and_distinct_per_row():
-    a = ds.phase_offsets(SEED, 5, 8, 63)
+    a = phase_offsets(SEED, 5, 8, 63)
     assert len({tuple(o) for o in a}) == 63 and (0, 0) not in {tuple(o) for o in a}
-    np.testing.assert_array_equal(a, ds.phase_offsets(SEED, 5, 8, 63))
-    assert not np.array_equal(ds.phase_offsets(SEED, 5, 8, 4), ds.phase_offsets(SEED, 6, 8, 4))
+    np.testing.assert_array_equal(a, phase_offsets(SEED, 5, 8, 63))
+    assert not np.array_equal(phase_offsets(SEED, 5, 8, 4), phase_offsets(SEED, 6, 8, 4))
 
 
 def test_data_do_not_depend_on_chunking_or_workers(tiny, tmp_path):
@@ -365,7 +366,7 @@ def test_check_finite_names_the_first_bad_row(tiny, tmp_path, monkeypatch, name)
         data[7].flat[5] = np.nan
         data[9].flat[0] = np.inf
         f[name][...] = data
-    monkeypatch.setattr(ds, "READ_BLOCK_BYTES", 1)  # one row per block: crosses blocks
+    monkeypatch.setattr(dataset_format, "READ_BLOCK_BYTES", 1)  # one row per block: crosses blocks
     with pytest.raises(MagsrError, match=f"in {name} row 7"):
         check_finite(bad, 4)
     if name == "hr":
@@ -378,10 +379,10 @@ def test_check_finite_names_the_first_bad_row(tiny, tmp_path, monkeypatch, name)
 
 def test_next_chunk_aims_at_target_in_whole_units():
     unit = 16
-    assert ds._next_chunk(16, unit, 16, ds.TARGET_CHUNK_SECONDS / 2) == 32
-    assert ds._next_chunk(16, unit, 16, 1e-3) == 64  # at most 4x growth
-    assert ds._next_chunk(64, unit, 64, 10 * ds.TARGET_CHUNK_SECONDS) == unit
-    assert ds._next_chunk(48, unit, 48, ds.TARGET_CHUNK_SECONDS) == 48
+    assert annealing._next_chunk(16, unit, 16, annealing.TARGET_CHUNK_SECONDS / 2) == 32
+    assert annealing._next_chunk(16, unit, 16, 1e-3) == 64  # at most 4x growth
+    assert annealing._next_chunk(64, unit, 64, 10 * annealing.TARGET_CHUNK_SECONDS) == unit
+    assert annealing._next_chunk(48, unit, 48, annealing.TARGET_CHUNK_SECONDS) == 48
 
 
 def test_interrupts_held_during_write_then_delivered():
@@ -390,7 +391,7 @@ def test_interrupts_held_during_write_then_delivered():
     reached_end = False
     try:
         with pytest.raises(KeyboardInterrupt):
-            with ds._interrupts_deferred():
+            with resume.interrupts_deferred():
                 # raise_signal targets this thread (os.kill may reach another thread).
                 signal.raise_signal(signal.SIGINT)
                 reached_end = True

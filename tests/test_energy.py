@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from magsr_tf import MagsrError
 from magsr_tf.data.pipeline import rotate_spins
-from magsr_tf.nn.energy import SpinEnergy, hamiltonian_to_json, resolve_hamiltonian
+from magsr_tf.nn.energy import SpinEnergy
 from magsr_tf.physics import hamiltonian as phys
+from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
 
 SEED = 20231
 HAMILTONIANS = [

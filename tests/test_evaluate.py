@@ -16,7 +16,7 @@ keras = pytest.importorskip("keras")
 from typer.testing import CliRunner  # noqa: E402
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf.evaluation.metrics import unit_normalize  # noqa: E402
+from magsr_tf.ops.spins import unit_normalize  # noqa: E402
 from magsr_tf.ops.downsample import downsample  # noqa: E402
 
 DATA_SEED = 7
@@ -241,7 +241,8 @@ def test_bad_data_is_a_user_error(setup, tmp_path):
 
 
 def test_json_is_strict_with_infinite_psnr(tmp_path):
-    from magsr_tf.evaluation.evaluate import baseline_maps, score_maps, write_json
+    from magsr_tf.evaluation.evaluate import baseline_maps, score_maps
+    from magsr_tf.io.writers import write_json
 
     hr = _labyrinth_like(np.random.default_rng(DATA_SEED), 2, 16)
     result = score_maps(hr, hr, baseline_maps(downsample(hr, 4), 4), "typeI", 4, physical=False)
@@ -281,13 +282,14 @@ def test_recursive_process_chunks_and_snapshots():
 
 
 def test_type_ii_physical_metrics():
-    from magsr_tf.evaluation.evaluate import baseline_maps, make_dataset_hamiltonian, score_maps
+    from magsr_tf.evaluation.evaluate import baseline_maps, score_maps
     from magsr_tf.physics.hamiltonian import energy_per_spin
+    from magsr_tf.physics.hamiltonian_io import hamiltonian_from_attrs
     from magsr_tf.physics.observables import domain_wall_length
 
     hr = _domains(np.random.default_rng(DATA_SEED), 3, LATTICE)
     lr = downsample(hr, RATIO)
-    ham = make_dataset_hamiltonian("typeII", {"kind": "typeII", "J": 1.0, "D": 0.03, "K": 0.2})
+    ham = hamiltonian_from_attrs({"kind": "typeII", "J": 1.0, "D": 0.03, "K": 0.2}, "typeII")
     assert ham.K == 0.2  # parameters come from the file's attribute
     sr = unit_normalize(lr.repeat(RATIO, axis=1).repeat(RATIO, axis=2))
     result = score_maps(hr, sr, baseline_maps(lr, RATIO), "typeII", RATIO, ham)

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from magsr_tf.data.dataset import GenerateConfig, generate
+from magsr_tf.data.generation import GenerateConfig, generate
 
 SEED = 21
 LATTICE = 32

@@ -10,16 +10,11 @@ import pytest
 from PIL import Image
 
 from magsr_tf import MagsrError
-from magsr_tf.jobs.fit_image import (
-    FitImageConfig,
-    images_to_spins,
-    normalize_component,
-    pearson,
-    prepare_fit_data,
-    random_patches,
-    read_image,
-    tiled_apply,
-)
+from magsr_tf.data.patches import random_patches
+from magsr_tf.evaluation.metrics import pearson
+from magsr_tf.inference.tiling import tiled_apply
+from magsr_tf.io.pictures import images_to_spins, normalize_component, read_image
+from magsr_tf.jobs.fit_image import FitImageConfig, prepare_fit_data
 
 SEED = 7
 REAL_MFM = Path("/work/shared/data/real/mfm_labyrinth_1.png")

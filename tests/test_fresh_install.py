@@ -11,8 +11,8 @@ import pytest
 
 from magsr_tf import MagsrError
 from magsr_tf.inference.export import models_config_text, write_models_config
+from magsr_tf.io.inputs import VECTOR_LENGTH_TOLERANCE, load_inputs
 from magsr_tf.jobs.fit import FitConfig, ensure_dataset
-from magsr_tf.jobs.predict import VECTOR_LENGTH_TOLERANCE, load_inputs
 
 SEED = 7
 # Folder names that exercise every escaping rule of protobuf's text format.
@@ -53,7 +53,7 @@ _WITHOUT_OPTIONAL = textwrap.dedent(
     sys.meta_path.insert(0, Block())
     for module in ("magsr_tf_cli.main", "magsr_tf.jobs.fit", "magsr_tf.training.train",
                    "magsr_tf.evaluation.evaluate", "magsr_tf.inference.export",
-                   "magsr_tf.data.dataset", "magsr_tf.jobs.predict", "magsr_tf.serving.server"):
+                   "magsr_tf.data.generation", "magsr_tf.jobs.predict", "magsr_tf.serving.launcher"):
         importlib.import_module(module)
     from magsr_tf.inference.export import write_models_config
     print(write_models_config(sys.argv[1]).read_text(), end="")
@@ -120,7 +120,7 @@ def test_predict_cli_long_vectors_is_one_error_line(tmp_path, monkeypatch, capsy
 
 
 def test_quick_dataset_never_takes_the_paper_size_path(tmp_path):
-    from magsr_tf.data.dataset import GenerateConfig
+    from magsr_tf.data.generation import GenerateConfig
 
     for kind in ("typeI", "typeII"):
         config = FitConfig(data=kind)

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from magsr_tf.data.dataset import open_info, partial_path
+from magsr_tf.data.format import open_info, partial_path
 
 # Type I on 16x16 with the default schedule: a few ms per configuration, so a
 # run of N takes a few seconds and spans several chunks (16, then up to 64).
@@ -238,7 +238,7 @@ def test_repeated_sigkill_never_corrupts_committed_rows(tmp_path):
 def test_cli_defaults_match_the_library():
     from magsr_tf_cli import generate as generate_cli
 
-    from magsr_tf.data import dataset
+    from magsr_tf.data import generation
 
-    assert generate_cli._DEFAULT_N == dataset.DEFAULT_N
-    assert generate_cli._DEFAULT_SEED == dataset.DEFAULT_SEED
+    assert generate_cli._DEFAULT_N == generation.DEFAULT_N
+    assert generate_cli._DEFAULT_SEED == generation.DEFAULT_SEED

@@ -27,7 +27,8 @@ from magsr_tf import MagsrError  # noqa: E402
 from magsr_tf.inference.export import export_saved_model  # noqa: E402
 from magsr_tf.jobs.predict import PredictConfig, predict  # noqa: E402
 from magsr_tf.nn.model import ModelConfig, build_models  # noqa: E402
-from magsr_tf.serving.server import ServeConfig, start_servers  # noqa: E402
+from magsr_tf.serving.launcher import start_servers  # noqa: E402
+from magsr_tf.serving.protocol import ServeConfig  # noqa: E402
 
 SEED = 8500
 RATIO = 4
@@ -222,10 +223,10 @@ def test_a_port_in_use_is_a_clear_error(served):
 
 
 def test_missing_grpc_is_a_one_line_install_hint(monkeypatch):
-    monkeypatch.delitem(sys.modules, "magsr_tf.serving.grpc_server", raising=False)
+    monkeypatch.delitem(sys.modules, "magsr_tf.serving.grpc_api", raising=False)
     monkeypatch.setitem(sys.modules, "grpc", None)  # import grpc -> ImportError
     with pytest.raises(MagsrError, match=r'pip install "magsr-tf\[deploy\]"') as info:
-        import magsr_tf.serving.grpc_server  # noqa: F401
+        import magsr_tf.serving.grpc_api  # noqa: F401
     assert "\n" not in str(info.value)
 
 
@@ -361,7 +362,7 @@ def test_serve_cli_without_grpc_is_a_one_line_error(served, capsys, monkeypatch)
     from magsr_tf_cli import main as cli_main
 
     _, _, _, root = served
-    monkeypatch.delitem(sys.modules, "magsr_tf.serving.grpc_server", raising=False)
+    monkeypatch.delitem(sys.modules, "magsr_tf.serving.grpc_api", raising=False)
     monkeypatch.setitem(sys.modules, "grpc", None)
     args = ["serve", "--models", str(root), "--port", "0", "--grpc-port", "0"]
     monkeypatch.setattr(sys, "argv", ["magsr-tf", *args])

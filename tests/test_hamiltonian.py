@@ -23,6 +23,12 @@ from magsr_tf.physics.hamiltonian import (
     make_hamiltonian,
     max_torque,
 )
+from magsr_tf.physics.hamiltonian_io import (
+    dataset_hamiltonian,
+    hamiltonian_from_attrs,
+    hamiltonian_to_json,
+    resolve_hamiltonian,
+)
 
 SEED = 20231
 HAMILTONIANS = [
@@ -247,3 +253,81 @@ def test_hamiltonian_attrs_json(ham):
     attrs = hamiltonian_attrs(ham)
     assert json.loads(json.dumps(attrs))["kind"] == ham.kind
     assert attrs["J"] == ham.J
+
+
+@pytest.mark.parametrize("ham", [TypeI(), TypeII()], ids=str)
+def test_numba_torque_matches_max_torque(ham):
+    """max_torque and align_half_sweep share one field/torque kernel; both equal the physics."""
+    from magsr_tf.physics.hamiltonian import dipolar_field
+
+    rng = np.random.default_rng(SEED + 4)
+    spins = random_spins(rng, 1, 8)
+    if isinstance(ham, TypeII):
+        h_ext, use, d, dmi, k = dipolar_field(spins, ham)[0], True, 0.0, 0, ham.K
+    else:
+        h_ext, use, d, dmi, k = np.zeros((1, 1, 3)), False, ham.D, 1, 0.0
+    expected = max_torque(spins, ham)[0]
+    s = spins[0].copy()
+    assert nk.max_torque(s, ham.J, d, dmi, k, h_ext, use) == pytest.approx(expected, rel=1e-12)
+    # omega = 0 leaves the spins in place, so the two half-sweeps see the torque of `spins`.
+    worst = max(nk.align_half_sweep(s, p, ham.J, d, dmi, k, h_ext, use, 0.0) for p in (0, 1))
+    assert worst == pytest.approx(expected, rel=1e-12)
+
+
+HAMILTONIAN_ROUND_TRIP = [TypeI(), TypeI(J=0.8, D=0.25, dmi="bulk"), TypeII(), TypeII(D=0.1, K=0.3)]
+
+
+@pytest.mark.parametrize("ham", HAMILTONIAN_ROUND_TRIP, ids=str)
+def test_hamiltonian_json_round_trip(ham):
+    description = hamiltonian_to_json(ham)
+    assert description["kind"] == ham.kind
+    assert resolve_hamiltonian(description) == ham
+    assert resolve_hamiltonian(json.dumps(description)) == ham
+    assert resolve_hamiltonian(json.dumps(description).encode()) == ham
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "typeI", "K": 0.1},
+        {"kind": "typeII", "dmi": "bulk"},
+        {"kind": "typeII", "J": 1.0, "note": "x"},
+        '{"kind": "typeI", "Dz": 0.3}',
+    ],
+)
+def test_resolve_hamiltonian_refuses_unknown_fields(spec):
+    with pytest.raises(MagsrError, match="unknown fields"):
+        resolve_hamiltonian(spec)
+    if isinstance(spec, dict):
+        with pytest.raises(MagsrError, match="unknown fields"):
+            hamiltonian_from_attrs(spec, "typeI")
+
+
+@pytest.mark.parametrize("ham", [TypeI(D=0.2, dmi="bulk"), TypeII(K=0.2)], ids=str)
+def test_dataset_attribute_reads_back(tmp_path, ham):
+    """The attribute the dataset writer stores (with dipolar_convention for Type II)."""
+    import h5py
+
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["hamiltonian"] = json.dumps(hamiltonian_attrs(ham), sort_keys=True)
+    assert dataset_hamiltonian(path) == ham
+    with h5py.File(path, "r") as f:
+        raw = f.attrs["hamiltonian"]
+    assert hamiltonian_from_attrs(json.loads(raw), "typeI") == ham
+    assert hamiltonian_from_attrs(raw, "typeI") == ham
+
+
+def test_dataset_without_attribute(tmp_path):
+    import h5py
+
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["kind"] = "typeII"
+    assert dataset_hamiltonian(path) is None
+    assert hamiltonian_from_attrs(None, "typeII") == TypeII()
+    assert hamiltonian_from_attrs({}, "typeI") == TypeI()
+    # Without a kind of its own the attribute describes the dataset's kind.
+    assert hamiltonian_from_attrs({"K": 0.2}, "typeII") == TypeII(K=0.2)
+    with pytest.raises(MagsrError, match="cannot read"):
+        dataset_hamiltonian(tmp_path / "missing.h5")

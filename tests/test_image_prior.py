@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.evaluation.metrics import pearson
 from magsr_tf.ops.degradation import DegradationOperator, degrade, parse_degradation
 from magsr_tf.ops.interpolation import upsample
 from magsr_tf.priors.image_prior import (

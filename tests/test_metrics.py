@@ -15,8 +15,8 @@ from magsr_tf.evaluation.metrics import (
     psnr_table_convention,
     score,
     summarize,
-    unit_normalize,
 )
+from magsr_tf.ops.spins import unit_normalize
 
 SEED = 20231
 L = 8

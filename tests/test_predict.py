@@ -14,10 +14,12 @@ pytest.importorskip("tensorflow")
 
 from magsr_tf import MagsrError  # noqa: E402
 from magsr_tf.inference.export import export_saved_model  # noqa: E402
-from magsr_tf.jobs.fit_image import normalize_component  # noqa: E402
-from magsr_tf.jobs.predict import PredictConfig, load_inputs, predict  # noqa: E402
+from magsr_tf.io.inputs import load_inputs  # noqa: E402
+from magsr_tf.io.pictures import normalize_component  # noqa: E402
+from magsr_tf.jobs.predict import PredictConfig, predict  # noqa: E402
 from magsr_tf.nn.model import ModelConfig, build_models  # noqa: E402
-from magsr_tf.serving.server import ServeConfig, make_server  # noqa: E402
+from magsr_tf.serving.protocol import ServeConfig  # noqa: E402
+from magsr_tf.serving.rest import make_server  # noqa: E402
 
 SEED = 314
 RATIO = 4

@@ -9,11 +9,13 @@ import pytest
 
 from magsr_tf import MagsrError
 from magsr_tf.evaluation import metrics
+from magsr_tf.jobs.refine import RefineJob, run_refine
 from magsr_tf.ops.downsample import downsample
 from magsr_tf.ops.interpolation import upsample
+from magsr_tf.ops.spins import unit_normalize
 from magsr_tf.physics import hamiltonian as phys
 from magsr_tf.physics.anneal import anneal
-from magsr_tf.priors.refine import RefineConfig, RefineJob, check_lr, refine, run_refine
+from magsr_tf.priors.refine import RefineConfig, check_lr, refine
 
 SEED = 4242
 LATTICE = 64
@@ -31,7 +33,7 @@ def type1_states():
 def test_refine_recovers_annealed_type1(type1_states):
     hr, lr = type1_states
     result = refine(lr, RATIO, "typeI", config=RefineConfig(steps=150))
-    bicubic = metrics.unit_normalize(upsample(lr, RATIO, "bicubic"))
+    bicubic = unit_normalize(upsample(lr, RATIO, "bicubic"))
     mse_refined = metrics.mse(hr, result.sr)
     mse_bicubic = metrics.mse(hr, bicubic)
     # The Hamiltonian pins what the LR image leaves open: far below interpolation.

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.evaluation.evaluate import score_maps, write_json
+from magsr_tf.evaluation.evaluate import score_maps
 from magsr_tf.evaluation.report import ReportConfig, build_report
+from magsr_tf.io.writers import write_json
 
 SEED = 1203
 SIZE = 16

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf.data.dataset import GenerateConfig, generate  # noqa: E402
+from magsr_tf.data.generation import GenerateConfig, generate  # noqa: E402
 from magsr_tf.jobs import reproduce as rep  # noqa: E402
 
 SEED = 31
@@ -61,7 +61,7 @@ def _counting(monkeypatch, module, name, calls, fail_when=None):
 def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     tiny_recipe, monkeypatch, tmp_path
 ):
-    import magsr_tf.data.dataset
+    import magsr_tf.data.generation
     import magsr_tf.evaluation.evaluate
     import magsr_tf.inference.export
     import magsr_tf.jobs.fit
@@ -102,7 +102,7 @@ def test_reproduce_runs_every_step_and_continues_after_an_interruption(
     monkeypatch.setattr(rep, "FIT_OPTIONS", TINY_FIT)
     monkeypatch.setattr(rep, "EVALUATE_OPTIONS", TINY_EVALUATE)
     generated, fits, tflites, evaluations = [], [], [], []
-    _counting(monkeypatch, magsr_tf.data.dataset, "generate", generated)
+    _counting(monkeypatch, magsr_tf.data.generation, "generate", generated)
     _counting(monkeypatch, magsr_tf.jobs.fit, "fit", fits)
     _counting(monkeypatch, magsr_tf.inference.export, "export_tflite", tflites)
     _counting(monkeypatch, magsr_tf.evaluation.evaluate, "evaluate", evaluations)
@@ -235,7 +235,7 @@ def tiny_dataset(tmp_path_factory):
 
 def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
     """Any access to the 'hr' dataset while train_h5 runs fails the test."""
-    from magsr_tf.nn.energy import dataset_hamiltonian, hamiltonian_to_json
+    from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
     from magsr_tf.nn.model import ModelConfig
     from magsr_tf.training.train import TrainConfig, train_h5
 

@@ -15,7 +15,8 @@ pytest.importorskip("tensorflow")
 
 from magsr_tf.inference.export import export_saved_model  # noqa: E402
 from magsr_tf.nn.model import ModelConfig, build_models  # noqa: E402
-from magsr_tf.serving.server import ServeConfig, make_server  # noqa: E402
+from magsr_tf.serving.protocol import ServeConfig  # noqa: E402
+from magsr_tf.serving.rest import make_server  # noqa: E402
 
 SEED = 8501
 RATIO = 4
@@ -211,7 +212,7 @@ def test_deep_json_is_refused_before_parsing(server):
 
 
 def test_json_depth_check():
-    from magsr_tf.serving.server import json_depth_exceeds
+    from magsr_tf.serving.protocol import json_depth_exceeds
 
     assert not json_depth_exceeds(b'{"inputs": [[[[1, 2, 3]]]]}', 5)
     assert json_depth_exceeds(b'{"inputs": [[[[1, 2, 3]]]]}', 4)
@@ -221,7 +222,8 @@ def test_json_depth_check():
 
 
 def test_gate_bounds_admission_slots_and_memory():
-    from magsr_tf.serving.server import Busy, Gate, RequestError
+    from magsr_tf.serving.gate import Gate
+    from magsr_tf.serving.protocol import Busy, RequestError
 
     gate = Gate(max_inflight=2, max_concurrent=1, memory_budget=100, queue_timeout=0.05)
     with gate.admit(), gate.admit():
@@ -249,7 +251,7 @@ def test_gate_bounds_admission_slots_and_memory():
 
 
 def test_connections_beyond_the_limit_get_503(tmp_path):
-    from magsr_tf.serving.server import ModelServer
+    from magsr_tf.serving.rest import ModelServer
 
     srv = ModelServer(ServeConfig(models_root=tmp_path, port=0, max_connections=2))
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -309,7 +311,9 @@ def test_a_trickling_body_times_out_as_a_whole(server):
 
 
 def test_batcher_merges_concurrent_requests_into_one_call():
-    from magsr_tf.serving.server import Batcher, Gate, Servable
+    from magsr_tf.serving.batcher import Batcher
+    from magsr_tf.serving.gate import Gate
+    from magsr_tf.serving.repository import Servable
 
     sizes = []
 

@@ -53,10 +53,11 @@ def test_splits(paths: list[str], ratio: int) -> list:
 def bicubic_scores(splits, ratio: int) -> dict:
     from magsr_tf.evaluation import metrics
     from magsr_tf.ops.interpolation import upsample
+    from magsr_tf.ops.spins import unit_normalize
 
     out = {}
     for split in splits:
-        bicubic = metrics.unit_normalize(upsample(split.lr, ratio, "bicubic", aligned=True))
+        bicubic = unit_normalize(upsample(split.lr, ratio, "bicubic", aligned=True))
         mse = metrics.mse(split.hr, bicubic)
         out[str(split.path)] = {"mse": float(mse.mean()), "mse_std": float(mse.std())}
     return out
@@ -64,7 +65,7 @@ def bicubic_scores(splits, ratio: int) -> dict:
 
 def run_curve(args) -> None:
     from magsr_tf.evaluation import metrics
-    from magsr_tf.evaluation.evaluate import super_resolve
+    from magsr_tf.inference.apply import apply_model
     from magsr_tf.jobs.fit import git_commit
     from magsr_tf.nn.model import ModelConfig
     from magsr_tf.training.train import TrainConfig, train_h5
@@ -107,7 +108,7 @@ def run_curve(args) -> None:
             seconds = time.perf_counter() - t0
             scores = {}
             for split in splits:
-                sr = super_resolve(sr_model, split.lr)
+                sr = apply_model(sr_model, split.lr)
                 mse = metrics.mse(split.hr, sr)
                 scores[str(split.path)] = {
                     "mse": float(mse.mean()),
@@ -125,7 +126,7 @@ def run_curve(args) -> None:
 
 def test_count(path: str) -> int:
     """Size of a dataset's test split (for the standard error of the mean MSE)."""
-    from magsr_tf.data.dataset import open_info
+    from magsr_tf.data.format import open_info
 
     return open_info(path).n_test
 

@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 
 from magsr_tf.evaluation import metrics
-from magsr_tf.evaluation.evaluate import super_resolve
-from magsr_tf.nn.energy import dataset_hamiltonian, hamiltonian_to_json
+from magsr_tf.inference.apply import apply_model
 from magsr_tf.nn.model import ModelConfig
+from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
 from magsr_tf.training.train import TrainConfig, train_h5
 
 STEPS, EPOCHS, RATIO = 150, 6, 8
@@ -68,7 +68,7 @@ else:
     ds_steps = n_train // 32
     sr_model.fit(lr, hr, batch_size=32, epochs=EPOCHS * STEPS // ds_steps, verbose=0)
     label = f"supervised on HR targets, {n_train} states (comparison only)"
-sr = super_resolve(sr_model, lr_test)
+sr = apply_model(sr_model, lr_test)
 mse = metrics.mse(hr_test, sr)
 print(
     f"{label}: test MSE {mse.mean():.4g} ± {mse.std():.2g}, "

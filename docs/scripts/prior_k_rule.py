@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.evaluation.metrics import pearson
 from magsr_tf.ops.degradation import degrade, parse_degradation, wall_width
 from magsr_tf.ops.interpolation import upsample
 from magsr_tf.priors.image_prior import (

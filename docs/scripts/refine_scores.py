@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 
 from magsr_tf.evaluation import metrics
-from magsr_tf.nn.energy import resolve_hamiltonian
 from magsr_tf.physics.hamiltonian import energy_per_spin
+from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 from magsr_tf.priors.refine import RefineConfig, refine
 
 path, ratio, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

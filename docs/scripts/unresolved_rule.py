@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from magsr_tf.jobs.fit_image import pearson
+from magsr_tf.evaluation.metrics import pearson
 from magsr_tf.ops.degradation import degrade
 from magsr_tf.ops.interpolation import upsample
 from magsr_tf.priors.image_prior import (

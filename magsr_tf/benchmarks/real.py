@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import RATIOS
+from magsr_tf.ops.downsample import RATIOS
 from magsr_tf.errors import MagsrError
 
 logger = logging.getLogger(__name__)
@@ -127,11 +127,9 @@ def bench_real(
         MagsrError: unknown methods, an unreadable image, or a crop that does
             not fit.
     """
-    from magsr_tf.jobs.fit_image import (
-        central_crop,
-        images_to_spins,
-        pearson,
-    )
+    from magsr_tf.evaluation.metrics import pearson
+    from magsr_tf.io.pictures import images_to_spins
+    from magsr_tf.jobs.fit_image import central_crop
     from magsr_tf.ops.degradation import degrade, parse_degradation
     from magsr_tf.ops.interpolation import upsample
     from magsr_tf.priors.image_prior import PriorConfig, reconstruct

@@ -168,7 +168,7 @@ def _grpc_client(target: str, batch: np.ndarray):
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from magsr_tf.serving.grpc_server import CLIENT_MAX_MESSAGE, array_to_proto, proto_to_array
+    from magsr_tf.serving.grpc_api import CLIENT_MAX_MESSAGE, array_to_proto, proto_to_array
 
     channel = grpc.insecure_channel(
         target, options=[("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE)]
@@ -299,7 +299,7 @@ def bench_serve(
     if unknown or not protocols:
         raise MagsrError(f"protocols must be among {PROTOCOLS}. Received: {protocols}")
     if "grpc" in protocols:
-        import magsr_tf.serving.grpc_server  # noqa: F401 - the install hint, before any work
+        import magsr_tf.serving.grpc_api  # noqa: F401 - the install hint, before any work
     import tensorflow as tf
 
     from magsr_tf.inference.export import read_metadata
@@ -381,7 +381,8 @@ def bench_serve(
 
 def _serve_main(root: str, clients: str, batch_maps: str) -> None:
     """The server subprocess: prints its addresses as one JSON line, serves until stdin ends."""
-    from magsr_tf.serving.server import ServeConfig, start_servers
+    from magsr_tf.serving.launcher import start_servers
+    from magsr_tf.serving.protocol import ServeConfig
 
     servers = start_servers(
         ServeConfig(

@@ -1,4 +1,4 @@
-"""Annealing on a Dask distributed cluster, for :func:`magsr_tf.data.dataset.generate`.
+"""Annealing on a Dask distributed cluster, for :func:`magsr_tf.data.generation.generate`.
 
 ``GenerateConfig(cluster="tcp://HOST:PORT")`` sends the anneals to an existing
 Dask scheduler (started by dask-jobqueue on SLURM/PBS, by dask-kubernetes, or
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 import magsr_tf
+from magsr_tf.data.annealing import anneal_rows, physics_modules
 from magsr_tf.errors import MagsrError
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ def anneal_task(
 ) -> tuple[np.ndarray, float]:
     """Anneal configurations ``start .. stop - 1`` on a worker.
 
-    Runs exactly the one-machine code path (:func:`magsr_tf.data.dataset._anneal_rows`)
+    Runs exactly the one-machine code path (:func:`magsr_tf.data.annealing.anneal_rows`)
     in one process. Returns the float32 HR states and the seconds taken.
 
     Raises:
@@ -310,11 +311,18 @@ def anneal_task(
             f"this worker runs magsr-tf {magsr_tf.__version__}, the client {version}: "
             "install the same version on every worker"
         )
-    from magsr_tf.data import dataset
-
-    hamiltonian_mod, anneal_mod = dataset._physics()
+    physics_modules()  # the first import (numba) is not part of the task's run time
     started = time.perf_counter()
-    hr = dataset._anneal_rows(anneal_mod, ham, config, schedule, backend, 1, start, stop, None)
+    hr = anneal_rows(
+        ham,
+        schedule,
+        backend,
+        seed=config.seed,
+        lattice=config.lattice,
+        start=start,
+        stop=stop,
+        workers=1,
+    )
     return hr, time.perf_counter() - started
 
 

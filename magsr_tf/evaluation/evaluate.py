@@ -17,7 +17,7 @@ output is unit spins already. Physical observables
 dataset's Hamiltonian) are computed on unit-normalized maps of the ground
 truth, the SR output and the aligned baselines.
 
-Everything returned is a JSON-able dict; :func:`write_json` stores it.
+Everything returned is a JSON-able dict; :func:`magsr_tf.io.writers.write_json` stores it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +34,11 @@ import h5py
 import numpy as np
 
 from magsr_tf.errors import MagsrError
-from magsr_tf.evaluation.metrics import per_image, summarize, unit_normalize
+from magsr_tf.evaluation.metrics import per_image, summarize
+from magsr_tf.inference.apply import apply_model, model_channels, model_padding
+from magsr_tf.io.writers import write_json
 from magsr_tf.ops.interpolation import METHODS, upsample
+from magsr_tf.ops.spins import unit_normalize
 from magsr_tf.priors.refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def load_test_split(path: str | Path, ratio: int, max_images: int | None = None)
     Raises:
         MagsrError: missing file, no test split, or no LR images at this ratio.
     """
-    from magsr_tf.data.dataset import check_ratio, open_info
+    from magsr_tf.data.format import check_ratio, open_info
 
     path = resolve_data_path(path)
     info = open_info(path)
@@ -184,49 +185,7 @@ def load_test_split(path: str | Path, ratio: int, max_images: int | None = None)
     return EvaluationData(path, info.kind, ratio, hr, lr, hamiltonian)
 
 
-def make_dataset_hamiltonian(kind: str, attrs: dict | None):
-    """The Hamiltonian that generated the data: from its attribute if present, else by kind."""
-    from magsr_tf.physics import hamiltonian as ham_mod
-
-    if attrs:
-        kind = attrs.get("kind", kind)
-    ham = ham_mod.make_hamiltonian(kind)
-    if attrs:
-        names = {f.name for f in dataclasses.fields(ham)}
-        ham = dataclasses.replace(ham, **{k: v for k, v in attrs.items() if k in names})
-    return ham
-
-
 # --------------------------------------------------------------------------- model
-
-
-def model_padding(sr_model) -> str:
-    """The padding mode of a saved SR model ("periodic" or "reflect")."""
-    from magsr_tf.nn.layers import PeriodicPad2D
-
-    for layer in sr_model.layers:
-        if isinstance(layer, PeriodicPad2D):
-            return layer.mode
-    return "periodic"
-
-
-def model_channels(sr_model) -> int:
-    return int(sr_model.inputs[0].shape[-1])
-
-
-def super_resolve(
-    sr_model, lr: np.ndarray, batch_size: int = 32, progress: Progress | None = None
-) -> np.ndarray:
-    """Runs the SR model over LR maps in batches; returns unit-spin float32 maps."""
-    out = []
-    n = len(lr)
-    for start in range(0, n, batch_size):
-        batch = lr[start : start + batch_size]
-        out.append(np.asarray(sr_model(batch, training=False)))
-        if progress:
-            progress(min(start + batch_size, n), n)
-    # The SR model ends with UnitSpin; normalizing again only guards older models.
-    return unit_normalize(np.concatenate(out)) if out else np.zeros((0,), np.float32)
 
 
 def match_channels(split: EvaluationData, channels: int) -> EvaluationData:
@@ -409,11 +368,13 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         load_test_split(config.data, ratio, config.max_images), model_channels(sr_model)
     )
     logger.info("scoring %d test images of %s at x%d", len(split.hr), split.path, ratio)
-    sr = super_resolve(sr_model, split.lr, config.batch_size, progress)
+    sr = apply_model(sr_model, split.lr, config.batch_size, progress)
     baselines = baseline_maps(split.lr, ratio, padding)
     ham = None
     if split.hr.shape[-1] == 3 and split.kind in DATA_ALIASES:
-        ham = make_dataset_hamiltonian(split.kind, split.hamiltonian)
+        from magsr_tf.physics.hamiltonian_io import hamiltonian_from_attrs
+
+        ham = hamiltonian_from_attrs(split.hamiltonian, split.kind)
     refined = refine_maps(split.lr, sr, ratio, ham, config.refine_steps, padding)
     if not config.physical:
         ham = None
@@ -472,37 +433,3 @@ CONVENTIONS = {
     "paper grid = tf.image.resize with half-pixel centres; both scored raw",
     "physical": "on unit-normalized maps; q in rad/site, wall length in lattice constants",
 }
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Numpy scalars/arrays to Python; non-finite floats to the strings "inf", "-inf", "nan"."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Writes strict JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(to_jsonable(data), indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

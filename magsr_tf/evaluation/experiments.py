@@ -42,14 +42,13 @@ from magsr_tf.evaluation.evaluate import (
     kind_label,
     load_test_split,
     match_channels,
-    model_channels,
     model_folder,
-    model_padding,
-    super_resolve,
-    write_json,
 )
-from magsr_tf.evaluation.metrics import corr, per_image, summarize, unit_normalize
+from magsr_tf.evaluation.metrics import corr, per_image, summarize
+from magsr_tf.inference.apply import apply_model, model_channels, model_padding
+from magsr_tf.io.writers import write_json
 from magsr_tf.ops.downsample import downsample
+from magsr_tf.ops.spins import unit_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def crossfeed(config: CrossfeedConfig, progress: Progress | None = None) -> dict
         for data_name, split in data.items():
             split = match_channels(split, model_channels(net))
             label = f"{net_name} ({data_name})"
-            sr = super_resolve(net, split.lr, config.batch_size)
+            sr = apply_model(net, split.lr, config.batch_size)
             values = per_image(split.hr, sr)
             per_pair[label] = values
             pairs[label] = {
@@ -288,7 +287,7 @@ def recursive_process(
         x = lr_start[start : start + chunk]
         truth = hr[start : start + chunk]
         for t in range(1, iterations + 1):
-            sr = super_resolve(sr_model, x, batch_size)
+            sr = apply_model(sr_model, x, batch_size)
             corrs[t - 1, start : start + chunk] = corr(truth, sr)
             if t in kept:
                 for i in chains[(chains >= start) & (chains < start + len(x))]:

@@ -10,7 +10,6 @@ folder, then ``os.replace``) and returns the path.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import hsv_to_rgb  # noqa: E402
+
+from magsr_tf.io.writers import write_figure  # noqa: E402
 
 DPI = 110
 
@@ -45,21 +46,16 @@ def spin_rgb(spins) -> np.ndarray:
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_figure(path, fig, dpi=DPI, bbox_inches="tight")
 
 
 def _show(
-    ax, spins, title: str | None = None, box: str | None = None, hr_size: int | None = None
+    ax,
+    spins,
+    title: str | None = None,
+    box: str | None = None,
+    hr_size: int | None = None,
+    origin: str = "lower",
 ) -> None:
     spins = np.asarray(spins)
     h = spins.shape[0]
@@ -67,10 +63,11 @@ def _show(
     r = size / h
     # Draw every map in HR pixel coordinates with LR pixel k centred on HR
     # pixel k r (the downsizer's grid), so LR and SR maps overlay correctly.
-    extent = (-r / 2, size - r / 2, -r / 2, size - r / 2)
-    ax.imshow(spin_rgb(spins), interpolation="nearest", origin="lower", extent=extent)
+    bottom, top = (-r / 2, size - r / 2) if origin == "lower" else (size - r / 2, -r / 2)
+    extent = (-r / 2, size - r / 2, bottom, top)
+    ax.imshow(spin_rgb(spins), interpolation="nearest", origin=origin, extent=extent)
     ax.set_xlim(-0.5, size - 0.5)
-    ax.set_ylim(-0.5, size - 0.5)
+    ax.set_ylim(*((-0.5, size - 0.5) if origin == "lower" else (size - 0.5, -0.5)))
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -87,8 +84,14 @@ def comparison_figure(
     row_labels: Sequence[str] | None = None,
     title: str | None = None,
     highlight: str | None = None,
+    truth: np.ndarray | None = None,
+    truth_label: str = "truth",
+    origin: str = "lower",
 ) -> Path:
-    """A grid of spin maps like the paper's Figs. 2/3/4a: one row per sample.
+    """A grid of spin maps like the paper's Figs. 2/3/4a/7: one row per sample.
+
+    Maps of any size share one frame in HR pixel coordinates (an LR input
+    overlays its SR), drawn with :func:`spin_rgb`.
 
     Args:
         rows: per row, column title -> map ``[H, W, C]`` (same titles in every row).
@@ -96,9 +99,16 @@ def comparison_figure(
         row_labels: text at the left of each row.
         title: figure title.
         highlight: column title drawn with a red frame (the paper's red boxes).
+        truth: with one row: a second row shows each HR map's last component
+            minus this map's (red above, blue below, +-0.5 full scale); maps
+            that are not of its size, and the truth itself, are left blank.
+        truth_label: what the difference row's titles call ``truth``.
+        origin: ``"lower"`` for lattices (y up), ``"upper"`` for pictures (row 0 on top).
     """
-    n_rows = len(rows)
     columns = list(rows[0])
+    if truth is not None and len(rows) != 1:
+        raise ValueError("a difference row needs exactly one row of maps")
+    n_rows = len(rows) + (truth is not None)
     hr_size = max(np.asarray(m).shape[0] for row in rows for m in row.values())
     fig, axes = plt.subplots(
         n_rows, len(columns), figsize=(1.9 * len(columns), 2.0 * n_rows + 0.4), squeeze=False
@@ -111,9 +121,23 @@ def comparison_figure(
                 name if i == 0 else None,
                 "red" if name == highlight else None,
                 hr_size,
+                origin,
             )
         if row_labels:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
+    if truth is not None:
+        reference = np.asarray(truth)[..., -1]
+        for ax, name in zip(axes[-1], columns, strict=True):
+            spins = np.asarray(rows[0][name])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if rows[0][name] is truth or spins.shape[:2] != reference.shape:
+                ax.set_axis_off()
+                continue
+            diff = spins[..., -1] - reference
+            ax.imshow(diff, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest",
+                      origin=origin)
+            ax.set_title(f"{name} - {truth_label}", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

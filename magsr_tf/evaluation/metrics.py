@@ -130,18 +130,10 @@ def score(truth, pred) -> dict:
     return {name: summarize(values) for name, values in per_image(truth, pred).items()}
 
 
-def unit_normalize(spins, epsilon: float = 1e-12) -> np.ndarray:
-    """Projects maps onto physical spins.
-
-    Three components: L2 normalization of each site's vector (a zero vector
-    stays zero). One component (e.g. m_z): a clip to [-1, 1]. The same
-    projection as the SR model's last layer (:class:`magsr_tf.nn.layers.UnitSpin`).
-
-    Returns:
-        float32 array of the input's shape.
-    """
-    spins = np.asarray(spins, dtype=np.float32)
-    if spins.shape[-1] == 1:
-        return np.clip(spins, -1.0, 1.0)
-    norm = np.sqrt(np.sum(spins.astype(np.float64) ** 2, axis=-1, keepdims=True))
-    return (spins / np.maximum(norm, np.sqrt(epsilon))).astype(np.float32)
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation coefficient of two maps (all pixels and components pooled)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import MagsrError, __version__
+from magsr_tf.errors import MagsrError
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.priors.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
 from magsr_tf.training.train import TrainConfig, train_h5
+from magsr_tf.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def ensure_dataset(config: FitConfig, progress: Progress | None = None) -> Path:
         progress({"kind": "dataset", "path": str(path), "exists": path.exists(), "quick": quick})
     if path.exists() or not quick:
         return path
-    from magsr_tf.data.dataset import GenerateConfig, generate
+    from magsr_tf.data.generation import GenerateConfig, generate
 
     gen = GenerateConfig(
         kind=config.data,
@@ -233,8 +234,9 @@ def score_test_split(
     import h5py
 
     from magsr_tf.evaluation import metrics
-    from magsr_tf.evaluation.evaluate import super_resolve
+    from magsr_tf.inference.apply import apply_model
     from magsr_tf.ops.interpolation import upsample
+    from magsr_tf.ops.spins import unit_normalize
 
     with h5py.File(path, "r") as f:
         n = f["hr"].shape[0]
@@ -242,12 +244,12 @@ def score_test_split(
     if not np.isfinite(hr).all():
         raise MagsrError(f"{path}: the test split's ground truth 'hr' contains NaN or inf")
     lr = _read_rows(path, f"lr/x{ratio}", n - n_test, n)
-    sr = super_resolve(sr_model, lr, batch_size=batch)
+    sr = apply_model(sr_model, lr, batch_size=batch)
     methods = {"sr_network": metrics.score(hr, sr)}
     unit_maps = {}
     for method in ("bicubic", "bilinear", "gaussian"):
         up = upsample(lr, ratio, method=method, aligned=True)
-        unit_maps[method] = metrics.unit_normalize(up)
+        unit_maps[method] = unit_normalize(up)
         methods[f"{method}_aligned"] = metrics.score(hr, up)
         methods[f"{method}_aligned_unit"] = metrics.score(hr, unit_maps[method])
     methods["bicubic_paper_misaligned"] = metrics.score(
@@ -310,8 +312,8 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
 
     Rerunning an interrupted job resumes training from its last checkpoint.
     """
-    from magsr_tf.data.dataset import check_finite, check_ratio, open_info
-    from magsr_tf.evaluation.evaluate import write_json
+    from magsr_tf.data.format import check_finite, check_ratio, open_info
+    from magsr_tf.io.writers import write_json
 
     t_start = time.perf_counter()
     path = ensure_dataset(config, progress)
@@ -326,7 +328,7 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
 
     model_dir = config.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
-    from magsr_tf.nn.energy import dataset_hamiltonian, hamiltonian_to_json
+    from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
 
     ham = dataset_hamiltonian(path)
     ham_json = hamiltonian_to_json(ham) if ham is not None else None

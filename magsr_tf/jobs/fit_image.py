@@ -1,4 +1,4 @@
-"""Microscope images: reading, spin normalization, patches, tiled inference, fit-image.
+"""fit-image: super-resolve one microscope image, trained on its own patches (Fig. 7).
 
 Lee et al. (Sci. Rep. 2023, Fig. 7 and "Experimental images") train the SR
 network on many random LR patches cut from one large experimental image
@@ -26,339 +26,23 @@ bicubic baseline (DESIGN.md, "Experiments": the fair real-image check).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import RATIOS
+from magsr_tf.data.patches import MIN_PATCH, random_patches
 from magsr_tf.errors import MagsrError
+from magsr_tf.evaluation.figures import comparison_figure
+from magsr_tf.evaluation.metrics import pearson
+from magsr_tf.inference.tiling import tiled_apply
+from magsr_tf.io.pictures import HIGH_PERCENTILE, LOW_PERCENTILE, images_to_spins, write_png
+from magsr_tf.io.writers import atomic_path, write_json, write_npy
+from magsr_tf.ops.downsample import RATIOS
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-LOW_PERCENTILE = 0.5
-HIGH_PERCENTILE = 99.5
-TILE = 96
-"""LR tile edge of :func:`tiled_apply`: about 0.1 GB of activations at x8."""
-TILE_MARGIN = 8
-"""LR context around a tile; the network's receptive field reaches < 6 LR pixels
-(4 expander convs at LR scale plus < 2 LR pixels of the up-sampling convs)."""
-MIN_PATCH = 4
-
-
-def is_image_path(path: str | Path) -> bool:
-    """True for file names that :func:`read_image` reads as pictures."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Reads a grayscale picture (PNG, TIFF, JPEG, BMP) as float64 ``[H, W]``.
-
-    8-/16-bit and float TIFFs keep their values; colour images are reduced to
-    luma (false-colour palettes of scanning-probe software rise monotonically
-    in R, G and B, so luma keeps their order). An alpha channel is ignored
-    when every pixel is opaque.
-
-    Raises:
-        MagsrError: missing, unreadable or not a picture, or transparent pixels.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MagsrError(f"no image file {path}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")
-            if "A" in img.getbands():
-                # Transparent pixels have no measured value: refuse them rather
-                # than read whatever colour lies under the alpha channel.
-                if img.getchannel("A").getextrema()[0] < 255:
-                    raise MagsrError(
-                        f"{path} has transparent pixels (an alpha channel below 255); "
-                        "flatten or crop it first"
-                    )
-                logger.info("%s has an opaque alpha channel: ignoring it", path)
-            if img.mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
-                logger.info("%s is colour (%s): using its luma", path, img.mode)
-                img = img.convert("L")
-            array = np.asarray(img, dtype=np.float64)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise MagsrError(f"cannot read {path} as an image: {exc}") from exc
-    if array.ndim != 2 or min(array.shape) < 2:
-        raise MagsrError(f"{path} is not a 2-D grayscale image. Received: shape={array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise MagsrError(f"{path} holds non-finite pixel values")
-    return array
-
-
-def normalize_component(
-    image: np.ndarray,
-    low: float = LOW_PERCENTILE,
-    high: float = HIGH_PERCENTILE,
-    value_range: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Maps an image linearly onto a spin component in [-1, 1].
-
-    By default the ``low`` and ``high`` percentiles go to -1 and +1 and the
-    rest is clipped, so that a few outlier pixels (dust, scan glitches) do not
-    squeeze the domain contrast. A calibrated ``value_range = (v_minus, v_plus)``
-    (the pixel values of m = -1 and m = +1) replaces the percentiles.
-
-    Raises:
-        MagsrError: a flat image (no contrast to map) or a bad range.
-    """
-    if value_range is not None:
-        lo, hi = (float(v) for v in value_range)
-        if not hi > lo:
-            raise MagsrError(
-                f"value range must be (low, high) with low < high. Received: {value_range}"
-            )
-    else:
-        if not 0.0 <= low < high <= 100.0:
-            raise MagsrError(f"need 0 <= low < high <= 100. Received: low={low}, high={high}")
-        lo, hi = np.percentile(image, [low, high])
-    if hi <= lo:
-        raise MagsrError(f"the image has no contrast (flat between percentiles {low}..{high})")
-    return np.clip(2.0 * (image - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(np.float32)
-
-
-def images_to_spins(
-    paths: Sequence[str | Path],
-    low: float = LOW_PERCENTILE,
-    high: float = HIGH_PERCENTILE,
-    value_range: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """One image (m_z) or three images (m_x, m_y, m_z) as a ``[H, W, C]`` spin map.
-
-    Raises:
-        MagsrError: not 1 or 3 images, unreadable files, or differing sizes.
-    """
-    if len(paths) not in (1, 3):
-        raise MagsrError(
-            f"give one image (m_z) or three (m_x m_y m_z). Received: {len(paths)} images"
-        )
-    images = [read_image(p) for p in paths]
-    shapes = {img.shape for img in images}
-    if len(shapes) != 1:
-        raise MagsrError(f"the x, y, z images differ in size. Received: shapes={sorted(shapes)}")
-    return np.stack([normalize_component(img, low, high, value_range) for img in images], axis=-1)
-
-
-def spins_to_uint8(spins: np.ndarray) -> np.ndarray:
-    """``[H, W, C]`` in [-1, 1] to 8 bits: grayscale for C = 1, RGB = (m + 1) / 2 for C = 3."""
-    spins = np.asarray(spins)
-    pixels = np.round((np.clip(spins, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-
-
-def _atomic_target(path: Path):
-    """A temporary file name in ``path``'s folder (renamed onto ``path`` when complete)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _commit(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)
-    return path
-
-
-def save_png(spins: np.ndarray, path: Path) -> Path:
-    """Writes a ``[H, W, C]`` spin map as a PNG (see :func:`spins_to_uint8`)."""
-    from PIL import Image
-
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        Image.fromarray(spins_to_uint8(spins)).save(tmp, format="PNG")
-        return _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_npy(array: np.ndarray, path: Path) -> Path:
-    """Writes an array atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(array))
-        return _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_json(data: dict, path: Path) -> Path:
-    """Writes JSON atomically."""
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        return _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def random_patches(
-    image: np.ndarray, patch: int, count: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Random square crops of a non-periodic ``[H, W, C]`` map.
-
-    Crops never wrap around: a microscope image has edges. (Rotations and spin
-    flips are applied later, per batch, by the trainer's augmentation.)
-
-    Args:
-        image: the LR spin map.
-        patch: crop edge in pixels.
-        count: number of crops.
-        rng: the random generator of the crop positions.
-
-    Returns:
-        ``[count, patch, patch, C]`` float32.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    h, w, _ = image.shape
-    if patch < MIN_PATCH or patch > min(h, w):
-        raise MagsrError(
-            f"patch must be between {MIN_PATCH} and the image size {h}x{w}. Received: patch={patch}"
-        )
-    if count < 1:
-        raise MagsrError(f"need at least one patch. Received: patches={count}")
-    ys = rng.integers(0, h - patch + 1, size=count)
-    xs = rng.integers(0, w - patch + 1, size=count)
-    rows = ys[:, None] + np.arange(patch)[None, :]
-    cols = xs[:, None] + np.arange(patch)[None, :]
-    return np.ascontiguousarray(image[rows[:, :, None], cols[:, None, :]])
-
-
-def tiled_apply(
-    fn: Callable[[np.ndarray], np.ndarray],
-    lr: np.ndarray,
-    ratio: int,
-    tile: int = TILE,
-    margin: int = TILE_MARGIN,
-    padding: str = "reflect",
-) -> np.ndarray:
-    """Applies an SR function to large maps tile by tile, with the result of one pass.
-
-    Each LR tile is cut with ``margin`` pixels of context and only its centre
-    is kept, so the output equals ``fn(lr)`` as long as ``margin`` covers the
-    network's receptive field. At the image border: for ``"reflect"`` the tile
-    ends at the border and the network's own reflect padding applies there as
-    in the whole-image pass; for ``"periodic"`` the map is wrapped around.
-
-    Args:
-        fn: ``[n, h, w, C] -> [n, h r, w r, C]``.
-        lr: ``[n, h, w, C]`` float32.
-        ratio: r.
-        tile: LR tile edge.
-        margin: LR context pixels on each side.
-        padding: the network's padding mode.
-    """
-    lr = np.asarray(lr, dtype=np.float32)
-    n, h, w, c = lr.shape
-    if h <= tile + 2 * margin and w <= tile + 2 * margin:
-        return np.asarray(fn(lr), dtype=np.float32)
-    periodic = padding == "periodic"
-    if periodic:
-        source = np.pad(lr, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="wrap")
-    else:
-        source = lr
-    r = ratio
-    out = np.empty((n, h * r, w * r, c), dtype=np.float32)
-    for y0 in range(0, h, tile):
-        y1 = min(h, y0 + tile)
-        for x0 in range(0, w, tile):
-            x1 = min(w, x0 + tile)
-            if periodic:  # padded coordinates: the tile starts at y0 + margin
-                ys, ye, xs, xe = y0, y1 + 2 * margin, x0, x1 + 2 * margin
-                top, left = margin, margin
-            else:
-                ys, ye = max(0, y0 - margin), min(h, y1 + margin)
-                xs, xe = max(0, x0 - margin), min(w, x1 + margin)
-                top, left = y0 - ys, x0 - xs
-            piece = np.asarray(fn(source[:, ys:ye, xs:xe]), dtype=np.float32)
-            expected = (n, (ye - ys) * r, (xe - xs) * r, c)
-            if piece.shape != expected:
-                raise MagsrError(
-                    f"the model returned shape {piece.shape} for a tile; expected {expected} "
-                    f"(ratio {r})"
-                )
-            out[:, y0 * r : y1 * r, x0 * r : x1 * r] = piece[
-                :, top * r : (top + y1 - y0) * r, left * r : (left + x1 - x0) * r
-            ]
-    return out
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation coefficient of two maps (all pixels and components pooled)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    a, b = a - a.mean(), b - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / denom) if denom > 0 else float("nan")
-
-
-def comparison_figure(
-    lr: np.ndarray,
-    panels: dict[str, np.ndarray],
-    path: Path,
-    ratio: int,
-    title: str = "",
-    truth: np.ndarray | None = None,
-) -> Path:
-    """A figure like Lee et al.'s Fig. 7: LR input, then each up-sampled map side by side.
-
-    Three-component maps show m_z. With ``truth``, a second row shows each
-    map minus the truth (red above, blue below, +-0.5 full scale). Written
-    atomically as PNG.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    shown = {f"LR input (x1/{ratio})": lr, **panels}
-    rows = 1 if truth is None else 2
-    fig, axes = plt.subplots(
-        rows, len(shown), figsize=(3.2 * len(shown), 3.6 * rows), squeeze=False
-    )
-    for ax, (label, spins) in zip(axes[0], shown.items(), strict=True):
-        ax.imshow(np.asarray(spins)[..., -1], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(label, fontsize=9)
-    if truth is not None:
-        axes[1, 0].set_axis_off()
-        for ax, (label, spins) in zip(axes[1, 1:], panels.items(), strict=True):
-            if spins is truth:
-                ax.set_axis_off()
-                continue
-            diff = np.asarray(spins)[..., -1] - np.asarray(truth)[..., -1]
-            ax.imshow(diff, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest")
-            ax.set_title(f"{label} - native", fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-        return _commit(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -665,12 +349,8 @@ def fit_image(
         sr_net = tiled_apply(run, lr[None], config.ratio, padding=config.padding)[0]
         maps["sr"] = sr_net
         model_dir.mkdir(parents=True, exist_ok=True)
-        tmp_keras = _atomic_target(keras_path.with_suffix(".keras"))
-        try:
+        with atomic_path(keras_path) as tmp_keras:
             sr_model.save(tmp_keras)
-            _commit(tmp_keras, keras_path)
-        finally:
-            tmp_keras.unlink(missing_ok=True)
         files["model"] = keras_path
         files["saved_model"] = export_saved_model(
             sr_model, model_dir, version=1, overwrite=config.overwrite
@@ -704,15 +384,15 @@ def fit_image(
     }
 
     out = model_dir / "fit_image"
-    files["sr_npy"] = save_npy(sr, out / "sr.npy")
-    files["sr_png"] = save_png(sr, out / "sr.png")
-    files["lr_png"] = save_png(lr, out / "lr.png")
+    files["sr_npy"] = write_npy(out / "sr.npy", sr)
+    files["sr_png"] = write_png(out / "sr.png", sr)
+    files["lr_png"] = write_png(out / "lr.png", lr)
     for method, hr in baselines.items():
-        files[f"{method}_png"] = save_png(np.clip(hr, -1, 1), out / f"{method}.png")
+        files[f"{method}_png"] = write_png(out / f"{method}.png", np.clip(hr, -1, 1))
     for name, image in maps.items():
         if name != "sr":
-            files[f"{name.replace('+', '_')}_png"] = save_png(
-                np.clip(image, -1, 1), out / f"{name.replace('+', '_')}.png"
+            files[f"{name.replace('+', '_')}_png"] = write_png(
+                out / f"{name.replace('+', '_')}.png", np.clip(image, -1, 1)
             )
     labels = {"sr": "SR network", "prior": f"{config.prior} prior"}
     labels["network+prior"] = f"network + {config.prior} prior"
@@ -727,15 +407,15 @@ def fit_image(
     metrics = {}
     if truth is not None:
         panels["native (truth)"] = truth
-        files["truth_png"] = save_png(truth, out / "truth.png")
+        files["truth_png"] = write_png(out / "truth.png", truth)
         metrics = score_against_truth(truth, {**maps, **baselines})
     files["figure"] = comparison_figure(
-        lr,
-        panels,
+        [{f"LR input (x1/{config.ratio})": lr, **panels}],
         out / "figure.png",
-        config.ratio,
         title=", ".join(p.name for p in config.images),
         truth=truth,
+        truth_label="native",
+        origin="upper",
     )
     summary = {
         "config": {**asdict(config), "images": [str(p) for p in config.images]},
@@ -747,7 +427,7 @@ def fit_image(
         "metrics": metrics,
         "history": history,
     }
-    files["summary"] = save_json(summary, out / "summary.json")
+    files["summary"] = write_json(out / "summary.json", summary)
     logger.info("fit-image wrote %s", model_dir)
     return FitImageResult(
         model_dir=model_dir,

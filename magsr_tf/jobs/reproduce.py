@@ -5,7 +5,7 @@ the models in ``saved_models/`` were made with. :func:`reproduce` runs it as a
 list of steps:
 
 1. ``generate:KIND`` for each dataset the selected models need
-   (:func:`magsr_tf.data.dataset.generate`, itself resumable chunk by chunk);
+   (:func:`magsr_tf.data.generation.generate`, itself resumable chunk by chunk);
 2. for each model ``fit:NAME`` (:func:`magsr_tf.jobs.fit.fit`, resuming from the
    training checkpoints in ``OUT/NAME/train``), ``tflite:NAME``
    (:func:`magsr_tf.inference.export.export_tflite`) and ``evaluate:NAME``
@@ -24,15 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magsr_tf import MagsrError, __version__
+from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import write_json
+from magsr_tf.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ DATASETS: dict[str, dict[str, Any]] = {
     # with 15 phases each still give 1,600 distinct LR images per ratio.
     "typeII": {"kind": "typeII", "n": 150, "n_test": 50, "phases": 15},
 }
-""":class:`magsr_tf.data.dataset.GenerateConfig` arguments per dataset (``out`` is added)."""
+""":class:`magsr_tf.data.generation.GenerateConfig` arguments per dataset (``out`` is added)."""
 
 
 @dataclass(frozen=True)
@@ -154,19 +154,6 @@ class Step:
 # --------------------------------------------------------------------------- ledger
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def read_state(out: Path) -> dict:
     """The ledger ``out/reproduce_state.json`` (an empty one if missing or unreadable)."""
     path = Path(out) / STATE_FILE
@@ -188,7 +175,7 @@ def read_state(out: Path) -> dict:
 def _dataset_complete(path: Path) -> bool:
     if not path.is_file():
         return False
-    from magsr_tf.data.dataset import open_info
+    from magsr_tf.data.format import open_info
 
     try:
         open_info(path)  # raises on an unfinished or foreign file
@@ -283,7 +270,7 @@ def _generate_step(config: ReproduceConfig, dataset: str, needed_by: tuple[str, 
     path = config.dataset_path(dataset)
 
     def run(progress: Progress | None) -> Path:
-        from magsr_tf.data.dataset import GenerateConfig, generate
+        from magsr_tf.data.generation import GenerateConfig, generate
 
         def on_progress(done: int, total: int) -> None:
             if progress is not None:
@@ -428,7 +415,7 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
             continue
         emit({"kind": "step_start", **base})
         state["steps"][step.name] = {**record, "status": "running"}
-        _write_json_atomic(state_path, state)
+        write_json(state_path, state)
 
         def step_progress(event: dict, name: str = step.name) -> None:
             emit({**event, "step": name})
@@ -438,7 +425,7 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
             step.run(step_progress)
         except BaseException:
             state["steps"][step.name] = {**record, "status": "interrupted"}
-            _write_json_atomic(state_path, state)
+            write_json(state_path, state)
             raise
         seconds = time.perf_counter() - t0
         state["steps"][step.name] = {
@@ -449,8 +436,8 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> dict
         }
         if step.source is not None:
             state["steps"][step.name]["source"] = step.source()
-        _write_json_atomic(state_path, state)
+        write_json(state_path, state)
         emit({"kind": "step_done", **base, "seconds": seconds})
     state["last_run_seconds"] = time.perf_counter() - t_run
-    _write_json_atomic(state_path, state)
+    write_json(state_path, state)
     return state

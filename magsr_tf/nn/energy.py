@@ -26,109 +26,15 @@ both the refinement objective and the training loss.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 import numpy as np
 
 from magsr_tf.errors import MagsrError
-from magsr_tf.physics.hamiltonian import (
-    Hamiltonian,
-    TypeI,
-    TypeII,
-    dipolar_kernel_grid,
-    make_hamiltonian,
-)
+from magsr_tf.physics.hamiltonian import TypeI, TypeII, dipolar_kernel_grid
+from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 
-__all__ = [
-    "BOUNDARIES",
-    "SpinEnergy",
-    "dataset_hamiltonian",
-    "resolve_hamiltonian",
-    "hamiltonian_to_json",
-]
+__all__ = ["BOUNDARIES", "SpinEnergy"]
 
 BOUNDARIES = ("periodic", "open")
-
-
-def resolve_hamiltonian(spec) -> Hamiltonian:
-    """A Hamiltonian from a name, a JSON file, an attribute dict or an instance.
-
-    Args:
-        spec: a :class:`TypeI`/:class:`TypeII` instance; ``"typeI"``/``"typeII"``;
-            the path of a JSON file such as ``{"kind": "typeI", "J": 1, "D": 0.25}``;
-            a dict of that form (the ``hamiltonian`` attribute of a dataset); or a
-            JSON string of that form.
-
-    Raises:
-        MagsrError: unknown name, unreadable file, or a dict with a missing
-            ``kind`` or unknown fields.
-    """
-    if isinstance(spec, (TypeI, TypeII)):
-        return spec
-    if isinstance(spec, bytes):
-        spec = spec.decode()
-    if isinstance(spec, Path) or (isinstance(spec, str) and spec.strip().lower().endswith(".json")):
-        path = Path(spec)
-        if not path.is_file():
-            raise MagsrError(f"no Hamiltonian file at {path}")
-        try:
-            spec = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise MagsrError(f"cannot read the Hamiltonian file {path}: {exc}") from exc
-        if not isinstance(spec, dict):
-            raise MagsrError(f"{path} must hold a JSON object with a 'kind' field")
-    elif isinstance(spec, str) and spec.strip().startswith("{"):
-        try:
-            spec = json.loads(spec)
-        except ValueError as exc:
-            raise MagsrError(f"unreadable Hamiltonian JSON: {exc}") from exc
-    if isinstance(spec, dict):
-        if "kind" not in spec:
-            raise MagsrError(
-                "a Hamiltonian description needs a 'kind' field ('typeI' or 'typeII'). "
-                f"Received: {sorted(spec)}"
-            )
-        ham = make_hamiltonian(spec["kind"])
-        names = {f.name for f in dataclasses.fields(ham)}
-        ignored = {"kind", "dipolar_convention"}
-        unknown = sorted(set(spec) - names - ignored)
-        if unknown:
-            raise MagsrError(
-                f"unknown fields {unknown} for a {ham.kind} Hamiltonian; allowed: {sorted(names)}"
-            )
-        try:
-            values = {k: str(v) if k == "dmi" else float(v) for k, v in spec.items() if k in names}
-        except (TypeError, ValueError) as exc:
-            raise MagsrError(f"Hamiltonian parameters must be numbers: {exc}") from exc
-        return dataclasses.replace(ham, **values)
-    if isinstance(spec, str):
-        return make_hamiltonian(spec)
-    raise MagsrError(f"cannot make a Hamiltonian from {type(spec).__name__}. Received: {spec!r}")
-
-
-def hamiltonian_to_json(ham: Hamiltonian) -> dict:
-    """The JSON-able description that :func:`resolve_hamiltonian` reads back."""
-    return {"kind": ham.kind, **dataclasses.asdict(ham)}
-
-
-def dataset_hamiltonian(path) -> Hamiltonian | None:
-    """The Hamiltonian recorded in a magsr-tf dataset's ``hamiltonian`` attribute, or None.
-
-    Raises:
-        MagsrError: the file cannot be opened, or the attribute is unreadable.
-    """
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("hamiltonian")
-    except OSError as exc:
-        raise MagsrError(f"cannot read {path}: {exc}") from exc
-    if raw is None:
-        return None
-    return resolve_hamiltonian(raw.decode() if isinstance(raw, bytes) else str(raw))
 
 
 class SpinEnergy:
@@ -140,7 +46,8 @@ class SpinEnergy:
     field ``h_eff`` of :func:`magsr_tf.physics.hamiltonian.local_field`.
 
     Args:
-        hamiltonian: anything :func:`resolve_hamiltonian` accepts.
+        hamiltonian: anything
+            :func:`magsr_tf.physics.hamiltonian_io.resolve_hamiltonian` accepts.
         boundary: ``"periodic"`` or ``"open"`` (see the module docstring).
         dtype: ``"float32"`` (training, refinement) or ``"float64"`` (tests).
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from magsr_tf import RATIOS
+from magsr_tf.ops.downsample import RATIOS
 from magsr_tf.errors import MagsrError
 from magsr_tf.nn.batchnorm import FastBatchNormalization
 from magsr_tf.nn.layers import (

@@ -16,6 +16,8 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 
+RATIOS = (4, 8, 16)
+"""Super-resolution ratios of the paper's architecture (one up-sampling block per factor 2)."""
 KERNEL_SIZE = 23
 SIGMA = 1.0
 PAD = KERNEL_SIZE // 2

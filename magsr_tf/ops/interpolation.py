@@ -147,7 +147,7 @@ def upsample(
 
     Returns:
         ``[n, h r, w r, C]`` float32 maps, not normalized to unit length (the
-        paper scores its baselines raw; see :func:`magsr_tf.evaluation.metrics.unit_normalize`).
+        paper scores its baselines raw; see :func:`magsr_tf.ops.spins.unit_normalize`).
     """
     lr = np.asarray(lr)
     squeeze = lr.ndim == 3

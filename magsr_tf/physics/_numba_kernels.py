@@ -75,6 +75,35 @@ def _nn_field(s, y, x, n, J, D, dmi):
     return hx, hy, hz
 
 
+@njit(inline="always", cache=True)
+def _linear_field(s, y, x, n, J, D, dmi, h_ext, use_h_ext):
+    """Field of the bilinear terms at site (y, x): `_nn_field` plus ``h_ext`` if used."""
+    hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
+    if use_h_ext:
+        hx += h_ext[y, x, 0]
+        hy += h_ext[y, x, 1]
+        hz += h_ext[y, x, 2]
+    return hx, hy, hz
+
+
+@njit(inline="always", cache=True)
+def _effective_field_torque(s, y, x, n, J, D, dmi, K, h_ext, use_h_ext):
+    """h_eff at site (y, x) (with 2 K S_z z) and the squared torque |S x h_eff|^2.
+
+    Returns:
+        ``(hx, hy, hz, t2)``.
+    """
+    hx, hy, hz = _linear_field(s, y, x, n, J, D, dmi, h_ext, use_h_ext)
+    ox = s[y, x, 0]
+    oy = s[y, x, 1]
+    oz = s[y, x, 2]
+    hz += 2.0 * K * oz
+    tx = oy * hz - oz * hy
+    ty = oz * hx - ox * hz
+    tz = ox * hy - oy * hx
+    return hx, hy, hz, tx * tx + ty * ty + tz * tz
+
+
 @njit(inline="always", cache=True, fastmath=True)
 def _heat_bath_draw(hx, hy, hz, beta, state):
     """A unit vector drawn from p(S) proportional to exp(beta h . S).
@@ -148,11 +177,7 @@ def heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, h_ext, use_h_ext, state)
     accepted = 0
     for y in range(n):
         for x in range((y + parity) % 2, n, 2):
-            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
-            if use_h_ext:
-                hx += h_ext[y, x, 0]
-                hy += h_ext[y, x, 1]
-                hz += h_ext[y, x, 2]
+            hx, hy, hz = _linear_field(s, y, x, n, J, D, dmi, h_ext, use_h_ext)
             sx, sy, sz = _heat_bath_draw(hx, hy, hz, beta, state)
             if K != 0.0:
                 old_z = s[y, x, 2]
@@ -181,11 +206,7 @@ def over_relax_half_sweep(s, parity, beta, J, D, dmi, K, h_ext, use_h_ext, state
     accepted = 0
     for y in range(n):
         for x in range((y + parity) % 2, n, 2):
-            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
-            if use_h_ext:
-                hx += h_ext[y, x, 0]
-                hy += h_ext[y, x, 1]
-                hz += h_ext[y, x, 2]
+            hx, hy, hz = _linear_field(s, y, x, n, J, D, dmi, h_ext, use_h_ext)
             h2 = hx * hx + hy * hy + hz * hz
             if h2 < 1e-20:
                 continue
@@ -222,21 +243,12 @@ def align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_h_ext, omega):
     worst = 0.0
     for y in range(n):
         for x in range((y + parity) % 2, n, 2):
-            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
-            if use_h_ext:
-                hx += h_ext[y, x, 0]
-                hy += h_ext[y, x, 1]
-                hz += h_ext[y, x, 2]
+            hx, hy, hz, t2 = _effective_field_torque(s, y, x, n, J, D, dmi, K, h_ext, use_h_ext)
+            if t2 > worst:
+                worst = t2
             ox = s[y, x, 0]
             oy = s[y, x, 1]
             oz = s[y, x, 2]
-            hz += 2.0 * K * oz
-            tx = oy * hz - oz * hy
-            ty = oz * hx - ox * hz
-            tz = ox * hy - oy * hx
-            t2 = tx * tx + ty * ty + tz * tz
-            if t2 > worst:
-                worst = t2
             hn = math.sqrt(hx * hx + hy * hy + hz * hz)
             if hn < 1e-12:
                 continue
@@ -272,19 +284,7 @@ def max_torque(s, J, D, dmi, K, h_ext, use_h_ext):
     worst = 0.0
     for y in range(n):
         for x in range(n):
-            hx, hy, hz = _nn_field(s, y, x, n, J, D, dmi)
-            if use_h_ext:
-                hx += h_ext[y, x, 0]
-                hy += h_ext[y, x, 1]
-                hz += h_ext[y, x, 2]
-            ox = s[y, x, 0]
-            oy = s[y, x, 1]
-            oz = s[y, x, 2]
-            hz += 2.0 * K * oz
-            tx = oy * hz - oz * hy
-            ty = oz * hx - ox * hz
-            tz = ox * hy - oy * hx
-            t2 = tx * tx + ty * ty + tz * tz
+            t2 = _effective_field_torque(s, y, x, n, J, D, dmi, K, h_ext, use_h_ext)[3]
             if t2 > worst:
                 worst = t2
     return math.sqrt(worst)

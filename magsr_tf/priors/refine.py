@@ -25,17 +25,17 @@ default are in docs/physics_prior.md.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from magsr_tf import RATIOS
 from magsr_tf.errors import MagsrError
-from magsr_tf.nn.energy import SpinEnergy, hamiltonian_to_json, resolve_hamiltonian
+from magsr_tf.io.inputs import check_lr_values
+from magsr_tf.nn.energy import SpinEnergy
+from magsr_tf.ops.downsample import RATIOS
+from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +152,6 @@ def check_lr(lr: np.ndarray, source: str = "LR input") -> np.ndarray:
         raise MagsrError(
             f"{source}: expected LR spin maps shaped [n, h, w, 3]. Received: shape={lr.shape}"
         )
-    from magsr_tf.jobs.predict import check_lr_values
-
     return check_lr_values(lr.astype(np.float32), source)
 
 
@@ -253,7 +251,7 @@ def refine(
     Args:
         lr: ``[n, h, w, 3]`` LR spin maps (made by the package's Gaussian downsizing).
         ratio: super-resolution ratio r (the SR maps are ``[n, h r, w r, 3]``).
-        hamiltonian: anything :func:`magsr_tf.nn.energy.resolve_hamiltonian` takes.
+        hamiltonian: anything :func:`magsr_tf.physics.hamiltonian_io.resolve_hamiltonian` takes.
         init: None (the grid-aligned periodic bicubic of ``lr``), an array of
             initial SR maps ``[n, h r, w r, 3]``, or a callable ``lr_batch -> sr_batch``
             (e.g. a trained SR model).
@@ -332,176 +330,3 @@ def refine(
 def describe(ham, config: RefineConfig) -> dict:
     """JSON-able record of a refinement (for summary files)."""
     return {"hamiltonian": hamiltonian_to_json(resolve_hamiltonian(ham)), **config.to_dict()}
-
-
-__all__ = [
-    "RefineConfig",
-    "RefineJob",
-    "RefineOutput",
-    "run_refine",
-    "RefineResult",
-    "refine",
-    "check_lr",
-    "describe",
-    "DEFAULT_STEPS",
-]
-
-
-# --------------------------------------------------------------------------- the command
-
-
-@dataclass(frozen=True)
-class RefineJob:
-    """What ``magsr-tf refine`` does.
-
-    Attributes:
-        inputs: LR inputs as ``predict`` takes them (``.npy``, ``FILE.h5:DATASET[sel]``).
-        ratio: SR ratio; None takes the ``init`` model's.
-        hamiltonian: "typeI", "typeII" or a JSON file; None takes the ``init``
-            model's (``hamiltonian.json`` in its folder) or, for an HDF5 input, the
-            dataset's.
-        init: "bicubic" or a model folder / ``.keras`` file whose SR starts the refinement.
-        out_dir: output folder (``NAME_sr.npy``, ``NAME_sr.png``, ``NAME_refine.json``).
-        config: the optimizer settings.
-        overwrite: replace existing outputs.
-        models_root: where a bare model name given as ``init`` is looked up.
-    """
-
-    inputs: tuple[str, ...]
-    ratio: int | None = None
-    hamiltonian: str | None = None
-    init: str = "bicubic"
-    out_dir: Path = Path("refined")
-    config: RefineConfig = field(default_factory=RefineConfig)
-    overwrite: bool = False
-    models_root: Path = Path("saved_models")
-
-    def __post_init__(self):
-        if not self.inputs:
-            raise MagsrError("no input given")
-        if self.ratio is not None and self.ratio not in RATIOS:
-            raise MagsrError(f"ratio must be one of {RATIOS}. Received: ratio={self.ratio}")
-        if self.init != "bicubic" and not self.init:
-            raise MagsrError("init must be 'bicubic' or a model")
-
-
-@dataclass
-class RefineOutput:
-    """One refined input: its name, the result and the files written."""
-
-    name: str
-    result: RefineResult
-    files: list[Path]
-
-
-def _model_folder(init: str, models_root: Path) -> Path:
-    path = Path(init)
-    if not path.exists() and (Path(models_root) / init).exists():
-        path = Path(models_root) / init
-    if not path.exists():
-        raise MagsrError(f"no model at {init} (nor under {models_root})")
-    return path
-
-
-def _input_hamiltonian(spec: str):
-    """The Hamiltonian recorded in an HDF5 input's file, or None."""
-    from magsr_tf.nn.energy import dataset_hamiltonian
-
-    base = re.split(r"\.(h5|hdf5)", spec, maxsplit=1)
-    if len(base) < 2:
-        return None
-    return dataset_hamiltonian(base[0] + "." + base[1])
-
-
-def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineOutput]:
-    """Refines every input and writes ``NAME_sr.npy`` (``[n, H, W, 3]`` unit spins),
-    ``NAME_sr.png`` (the first map) and ``NAME_refine.json`` (settings, energies, misfits).
-
-    Raises:
-        MagsrError: bad inputs, unknown Hamiltonian, a model of another ratio,
-            existing outputs (nothing is written then).
-    """
-    from magsr_tf.evaluation.evaluate import write_json
-    from magsr_tf.jobs.fit_image import save_npy, save_png
-    from magsr_tf.jobs.predict import load_inputs
-    from magsr_tf.nn.energy import resolve_hamiltonian
-
-    batches = load_inputs(job.inputs)
-    for batch in batches:  # load_inputs already checked values and lengths
-        if batch.lr.shape[-1] != 3:
-            raise MagsrError(
-                f"refine needs 3-component spin maps; {batch.source} has {batch.lr.shape[-1]}"
-            )
-    ratio, ham, init_fn, init_name = job.ratio, job.hamiltonian, None, "bicubic"
-    if job.init != "bicubic":
-        from magsr_tf.evaluation.evaluate import super_resolve
-        from magsr_tf.nn.model import load_sr_model, model_ratio
-
-        folder = _model_folder(job.init, job.models_root)
-        model = load_sr_model(folder)
-        own_ratio = model_ratio(model)
-        if ratio is not None and ratio != own_ratio:
-            raise MagsrError(
-                f"the model {folder} is a x{own_ratio} model but --ratio is {ratio}. "
-                f"Received: ratio={ratio}"
-            )
-        ratio = own_ratio
-        if int(model.inputs[0].shape[-1]) != 3:
-            raise MagsrError(f"the model {folder} is not a 3-component spin model")
-        ham_file = (folder if folder.is_dir() else folder.parent) / "hamiltonian.json"
-        if ham is None and ham_file.is_file():
-            ham = str(ham_file)
-        init_name = str(folder)
-
-        def init_fn(lr):
-            return super_resolve(model, lr)
-
-    if ratio is None:
-        # FILE.h5:lr/x8 names its ratio.
-        named = {re.search(r":/?lr/x(\d+)", b.source) for b in batches}
-        found = {int(m[1]) for m in named if m is not None}
-        if len(found) == 1 and None not in named:
-            ratio = found.pop()
-    if ratio is None:
-        raise MagsrError("give --ratio (or --init MODEL, whose ratio is used)")
-    if ham is None:
-        found = {_input_hamiltonian(b.source) for b in batches} - {None}
-        if len(found) != 1:
-            raise MagsrError(
-                "give --hamiltonian typeI|typeII|FILE.json (the inputs do not record one)"
-            )
-        ham = found.pop()
-    ham = resolve_hamiltonian(ham)
-    out_dir = Path(job.out_dir)
-    plans = []
-    for batch in batches:
-        h, w = batch.lr.shape[1:3]
-        if h * ratio > 4096 or w * ratio > 4096:
-            raise MagsrError(f"{batch.source}: SR maps of {h * ratio}x{w * ratio} are too large")
-        targets = [out_dir / f"{batch.name}_sr{suffix}" for suffix in (".npy", ".png")]
-        targets.append(out_dir / f"{batch.name}_refine.json")
-        for target in targets:
-            if target.exists() and not job.overwrite:
-                raise MagsrError(f"{target} already exists; use --overwrite or another --out")
-        plans.append((batch, targets))
-    outputs = []
-    for batch, targets in plans:
-        result = refine(batch.lr, ratio, ham, init=init_fn, config=job.config, progress=progress)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_npy(result.sr[0] if batch.single else result.sr, targets[0])
-        save_png(result.sr[0], targets[1])
-        write_json(
-            targets[2],
-            {
-                "input": batch.source,
-                "ratio": ratio,
-                "init": init_name,
-                **describe(ham, job.config),
-                "seconds": result.seconds,
-                "energy_per_spin": result.energy_per_spin,
-                "lr_misfit": result.lr_misfit,
-                "history": result.history,
-            },
-        )
-        outputs.append(RefineOutput(batch.name, result, targets))
-    return outputs

@@ -76,7 +76,7 @@ class TrainConfig:
             MSE(LR in, LR out) + w * E_H(SR) / N (0: the paper's LR-only loss).
             Still unsupervised: the prior needs the Hamiltonian, never HR data.
         hamiltonian: the data's Hamiltonian (a JSON-able dict as
-            :func:`magsr_tf.nn.energy.hamiltonian_to_json` writes it); required
+            :func:`magsr_tf.physics.hamiltonian_io.hamiltonian_to_json` writes it); required
             when ``physics_weight > 0``.
     """
 
@@ -121,7 +121,7 @@ class TrainConfig:
                     "the energy prior needs 3-component spin maps; use physics_weight=0 for "
                     f"{self.model.channels}-channel data"
                 )
-            from magsr_tf.nn.energy import resolve_hamiltonian
+            from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 
             resolve_hamiltonian(self.hamiltonian)  # fail early on a bad description
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:

@@ -1,4 +1,4 @@
-"""TensorFlow Serving's gRPC API for :mod:`magsr_tf.serving.server`
+"""TensorFlow Serving's gRPC API beside :mod:`magsr_tf.serving.rest`
 (optional: ``magsr-tf[deploy]``).
 
 Implements, with the official ``tensorflow_serving.apis`` messages and service
@@ -11,7 +11,7 @@ definitions, so that a client written for TF Serving works unchanged:
 
 Classify, Regress, MultiInference and HandleReloadConfigRequest answer
 ``UNIMPLEMENTED`` (the SR models have no such signatures). The models, limits
-and model slots are those of the REST server (:class:`magsr_tf.serving.server.ServingCore`);
+and model slots are those of the REST server (:class:`magsr_tf.serving.core.ServingCore`);
 a busy server answers ``RESOURCE_EXHAUSTED``, which clients retry.
 
 The array/proto helpers :func:`array_to_proto` and :func:`proto_to_array` are
@@ -45,11 +45,11 @@ except ImportError as exc:  # the core install has neither grpcio nor the TF Ser
     ) from exc
 
 from magsr_tf.inference.export import SIGNATURE_KEY
-from magsr_tf.serving.server import (
+from magsr_tf.serving.core import ServingCore
+from magsr_tf.serving.protocol import (
     BINARY_BYTES_PER_VALUE,
     RequestError,
     ServeConfig,
-    ServingCore,
     check_tensor,
 )
 

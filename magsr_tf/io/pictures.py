@@ -1,0 +1,142 @@
+"""Pictures as spin maps: reading microscope images and writing SR maps as PNG.
+
+A picture holds one spin component per image (MOKE, MFM, PEEM contrast is
+m_z; three images give m_x, m_y, m_z). Its pixel values are mapped linearly
+onto [-1, 1] by robust percentiles (or a calibrated value range), as Lee et
+al. (Sci. Rep. 2023, "Experimental images") normalize their microscope data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import atomic_path
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+LOW_PERCENTILE = 0.5
+HIGH_PERCENTILE = 99.5
+
+
+
+def is_image_path(path: str | Path) -> bool:
+    """True for file names that :func:`read_image` reads as pictures."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Reads a grayscale picture (PNG, TIFF, JPEG, BMP) as float64 ``[H, W]``.
+
+    8-/16-bit and float TIFFs keep their values; colour images are reduced to
+    luma (false-colour palettes of scanning-probe software rise monotonically
+    in R, G and B, so luma keeps their order). An alpha channel is ignored
+    when every pixel is opaque.
+
+    Raises:
+        MagsrError: missing, unreadable or not a picture, or transparent pixels.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MagsrError(f"no image file {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")
+            if "A" in img.getbands():
+                # Transparent pixels have no measured value: refuse them rather
+                # than read whatever colour lies under the alpha channel.
+                if img.getchannel("A").getextrema()[0] < 255:
+                    raise MagsrError(
+                        f"{path} has transparent pixels (an alpha channel below 255); "
+                        "flatten or crop it first"
+                    )
+                logger.info("%s has an opaque alpha channel: ignoring it", path)
+            if img.mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
+                logger.info("%s is colour (%s): using its luma", path, img.mode)
+                img = img.convert("L")
+            array = np.asarray(img, dtype=np.float64)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise MagsrError(f"cannot read {path} as an image: {exc}") from exc
+    if array.ndim != 2 or min(array.shape) < 2:
+        raise MagsrError(f"{path} is not a 2-D grayscale image. Received: shape={array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise MagsrError(f"{path} holds non-finite pixel values")
+    return array
+
+
+def normalize_component(
+    image: np.ndarray,
+    low: float = LOW_PERCENTILE,
+    high: float = HIGH_PERCENTILE,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Maps an image linearly onto a spin component in [-1, 1].
+
+    By default the ``low`` and ``high`` percentiles go to -1 and +1 and the
+    rest is clipped, so that a few outlier pixels (dust, scan glitches) do not
+    squeeze the domain contrast. A calibrated ``value_range = (v_minus, v_plus)``
+    (the pixel values of m = -1 and m = +1) replaces the percentiles.
+
+    Raises:
+        MagsrError: a flat image (no contrast to map) or a bad range.
+    """
+    if value_range is not None:
+        lo, hi = (float(v) for v in value_range)
+        if not hi > lo:
+            raise MagsrError(
+                f"value range must be (low, high) with low < high. Received: {value_range}"
+            )
+    else:
+        if not 0.0 <= low < high <= 100.0:
+            raise MagsrError(f"need 0 <= low < high <= 100. Received: low={low}, high={high}")
+        lo, hi = np.percentile(image, [low, high])
+    if hi <= lo:
+        raise MagsrError(f"the image has no contrast (flat between percentiles {low}..{high})")
+    return np.clip(2.0 * (image - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(np.float32)
+
+
+def images_to_spins(
+    paths: Sequence[str | Path],
+    low: float = LOW_PERCENTILE,
+    high: float = HIGH_PERCENTILE,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """One image (m_z) or three images (m_x, m_y, m_z) as a ``[H, W, C]`` spin map.
+
+    Raises:
+        MagsrError: not 1 or 3 images, unreadable files, or differing sizes.
+    """
+    if len(paths) not in (1, 3):
+        raise MagsrError(
+            f"give one image (m_z) or three (m_x m_y m_z). Received: {len(paths)} images"
+        )
+    images = [read_image(p) for p in paths]
+    shapes = {img.shape for img in images}
+    if len(shapes) != 1:
+        raise MagsrError(f"the x, y, z images differ in size. Received: shapes={sorted(shapes)}")
+    return np.stack([normalize_component(img, low, high, value_range) for img in images], axis=-1)
+
+
+def spins_to_uint8(spins: np.ndarray) -> np.ndarray:
+    """``[H, W, C]`` in [-1, 1] to 8 bits: grayscale for C = 1, RGB = (m + 1) / 2 for C = 3."""
+    spins = np.asarray(spins)
+    pixels = np.round((np.clip(spins, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def write_png(path: str | Path, spins: np.ndarray) -> Path:
+    """Writes a ``[H, W, C]`` spin map as a PNG atomically (see :func:`spins_to_uint8`)."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(spins_to_uint8(spins)).save(tmp, format="PNG")
+    return Path(path)

@@ -1,0 +1,174 @@
+"""Clients of a TF Serving endpoint: REST (``http://``) and gRPC (``grpc://``).
+
+Both have the interface of :class:`magsr_tf.inference.predictor.LocalPredictor`
+(``predictor(lr) -> sr`` plus ``channels``, ``ratio``, ``padding``,
+``max_values``), so `magsr-tf predict --server` runs the same batching and
+tiling against TF Serving itself or ``magsr-tf serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from magsr_tf.errors import MagsrError
+
+REMOTE_MAX_VALUES = 1_000_000
+"""Output floats per REST request (JSON is ~15 bytes per float)."""
+
+class RemotePredictor:
+    """Sends ``:predict`` requests to a TF Serving REST endpoint (columnar ``inputs`` format).
+
+    Args:
+        server: ``http://HOST:PORT`` or a full ``.../v1/models/NAME`` URL.
+        model: model name (ignored when ``server`` already names the model).
+        version: a specific version (default: the server's choice, the newest).
+        timeout: seconds per request.
+    """
+
+    def __init__(self, server: str, model: str, version: int | None = None, timeout: float = 300):
+        if not re.match(r"^https?://", server):
+            raise MagsrError(
+                f"--server must be http(s)://HOST:PORT or grpc://HOST:PORT. Received: {server!r}"
+            )
+        base = server.rstrip("/")
+        if "/v1/models/" not in base:
+            base = f"{base}/v1/models/{model}"
+        if version is not None and "/versions/" not in base:
+            base = f"{base}/versions/{version}"
+        self.base = base
+        self.timeout = timeout
+        self.padding = None
+        self.ratio = None
+        self.max_values = REMOTE_MAX_VALUES
+        meta = self._request("GET", f"{base}/metadata")
+        try:
+            sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+            ((self.input_name, spec),) = sig["inputs"].items()
+            self.output_name = next(iter(sig["outputs"]))
+            size = int(spec["tensor_shape"]["dim"][-1]["size"])
+            self.channels = size if size > 0 else None
+        except (KeyError, TypeError, ValueError, StopIteration) as exc:
+            raise MagsrError(f"unexpected metadata from {base}/metadata: {exc!r}") from exc
+
+    def _request(self, method: str, url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            try:
+                detail = json.loads(detail).get("error", detail)
+            except ValueError:
+                pass
+            raise MagsrError(f"{url}: HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise MagsrError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise MagsrError(f"{url} did not answer JSON") from exc
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        answer = self._request(
+            "POST",
+            f"{self.base}:predict",
+            {"signature_name": "serving_default", "inputs": {self.input_name: lr.tolist()}},
+        )
+        if "error" in answer:
+            raise MagsrError(f"{self.base}: {answer['error']}")
+        outputs = answer.get("outputs")
+        if isinstance(outputs, dict):
+            outputs = outputs.get(self.output_name)
+        if outputs is None:
+            raise MagsrError(f"{self.base}: no outputs in the answer")
+        return np.asarray(outputs, dtype=np.float32)
+
+
+class GrpcPredictor:
+    """Sends ``Predict`` calls to TF Serving's gRPC API (``grpc://HOST:PORT``, default port 8500).
+
+    The client of TF Serving's own Python package (``tensorflow_serving.apis``
+    ``PredictionServiceStub``), tensors as binary ``TensorProto``; needs
+    ``pip install "magsr-tf[deploy]"``.
+
+    Args:
+        server: ``grpc://HOST[:PORT]``.
+        model: the served model's name.
+        version: a specific version (default: the server's choice, the newest).
+        timeout: seconds per call.
+    """
+
+    def __init__(self, server: str, model: str, version: int | None = None, timeout: float = 300):
+        from magsr_tf.serving.grpc_api import CLIENT_MAX_MESSAGE, DEFAULT_PORT, grpc
+
+        match = re.match(r"^grpc://(\[[^\]]+\]|[^:/\[\]]+)(?::(\d+))?/?$", server)
+        if match is None:
+            raise MagsrError(f"--server must be grpc://HOST[:PORT]. Received: {server!r}")
+        self.target = f"{match[1]}:{match[2] or DEFAULT_PORT}"
+        self.model = model
+        self.version = version
+        self.timeout = timeout
+        self.padding = None
+        self.ratio = None
+        self.max_values = REMOTE_MAX_VALUES
+        self._grpc = grpc
+        self._channel = grpc.insecure_channel(
+            self.target,
+            options=[
+                ("grpc.max_receive_message_length", CLIENT_MAX_MESSAGE),
+                ("grpc.max_send_message_length", CLIENT_MAX_MESSAGE),
+            ],
+        )
+        from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
+
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._spec(request.model_spec)
+        answer = self._call(self._stub.GetModelMetadata, request)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        try:
+            answer.metadata["signature_def"].Unpack(sig_map)
+            sig = sig_map.signature_def["serving_default"]
+            ((self.input_name, spec),) = sig.inputs.items()
+            self.output_name = next(iter(sig.outputs))
+            size = spec.tensor_shape.dim[-1].size
+            self.channels = size if size > 0 else None
+        except (KeyError, ValueError, IndexError, StopIteration) as exc:
+            raise MagsrError(f"unexpected metadata from {self.target}: {exc!r}") from exc
+
+    def _spec(self, spec) -> None:
+        spec.name = self.model
+        if self.version is not None:
+            spec.version.value = self.version
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except self._grpc.RpcError as exc:
+            raise MagsrError(f"grpc://{self.target}: {exc.code().name}: {exc.details()}") from exc
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        from tensorflow_serving.apis import predict_pb2
+
+        from magsr_tf.serving.grpc_api import array_to_proto, proto_to_array
+        from magsr_tf.serving.protocol import RequestError
+
+        request = predict_pb2.PredictRequest()
+        self._spec(request.model_spec)
+        request.model_spec.signature_name = "serving_default"
+        request.inputs[self.input_name].CopyFrom(array_to_proto(lr))
+        answer = self._call(self._stub.Predict, request)
+        if self.output_name not in answer.outputs:
+            raise MagsrError(f"grpc://{self.target}: no '{self.output_name}' in the answer")
+        try:
+            return np.array(proto_to_array(answer.outputs[self.output_name], self.output_name))
+        except RequestError as exc:  # the server's answer, not ours, is malformed
+            raise MagsrError(f"grpc://{self.target} answered a bad tensor: {exc}") from exc
