@@ -23,31 +23,24 @@ import importlib.util
 import logging
 import sys
 
-from magsr_tf.errors import MagsrError
-from magsr_tf.version import __version__
+__version__ = "0.1.0"
 
-_API = ("super_resolve", "refine", "load_model", "generate", "fit", "evaluate")
-_CONSTANTS = {"RATIOS": "magsr_tf.ops.downsample"}
+from magsr_tf.errors import MagsrError  # noqa: E402  (after the version: errors is a leaf)
+from magsr_tf.lazy import lazy_exports  # noqa: E402
+
+_EXPORTS = {
+    "RATIOS": "magsr_tf.ops.kernels",
+    **{
+        name: "magsr_tf.api"
+        for name in ("super_resolve", "refine", "load_model", "generate", "fit", "evaluate")
+    },
+}
 _LAYER_MODULES = ("magsr_tf.nn.layers", "magsr_tf.nn.batchnorm")
 
-__all__ = ["MagsrError", "RATIOS", "__version__", *_API]
+__all__ = ["MagsrError", "__version__", *_EXPORTS]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 _log = logging.getLogger(__name__)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module("magsr_tf.api"), name)
-    elif name in _CONSTANTS:
-        value = getattr(importlib.import_module(_CONSTANTS[name]), name)
-    else:
-        raise AttributeError(f"module 'magsr_tf' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
 
 
 def _register_layers() -> None:

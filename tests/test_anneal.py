@@ -11,8 +11,8 @@ import pytest
 from numba import njit
 
 from magsr_tf import MagsrError
-from magsr_tf.physics import _numba_kernels as nk
-from magsr_tf.physics import _numpy_backend as npb
+from magsr_tf.physics import numba_kernels as nk
+from magsr_tf.physics import numpy_backend as npb
 from magsr_tf.physics.anneal import (
     DEFAULT_BATCH,
     Schedule,

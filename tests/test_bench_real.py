@@ -1,9 +1,8 @@
 """`bench real`: rows per method on a synthetic native image, Lanczos and SSIM, bad input."""
 
-import sys
-
 import numpy as np
 import pytest
+from conftest import call_main
 from PIL import Image
 
 from magsr_tf import MagsrError
@@ -69,8 +68,6 @@ def test_bench_real_skips_the_network_at_ratio_2(maze):
 
 
 def test_bench_real_bad_input(maze, tmp_path, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     with pytest.raises(MagsrError, match="methods"):
         bench_real(maze, methods=("bicubic", "magic"))
     with pytest.raises(MagsrError, match="divisible"):
@@ -85,10 +82,7 @@ def test_bench_real_bad_input(maze, tmp_path, capsys, monkeypatch):
         [maze, "--degradation", "blur"],
         [maze, "--unresolved", "lanczos"],
     ):
-        argv = ["magsr-tf", "bench", "real", *map(str, args), "--no-network"]
-        monkeypatch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as exit_info:
-            cli_main.main()
-        err = capsys.readouterr().err
-        assert exit_info.value.code not in (0, None), (args, err)
+        code, captured = call_main(monkeypatch, capsys, "bench", "real", *args, "--no-network")
+        err = captured.err
+        assert code not in (0, None), (args, err)
         assert "Traceback" not in err and "Error" in err, (args, err)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import call_main
 from magsr_tf_cli import output
 from magsr_tf_cli.output import PlainProgress, RichProgress, print_table, progress_bar
 from rich.console import Console
@@ -148,15 +149,6 @@ def test_bench_anneal_output_to_a_file_is_not_clipped(tmp_path):
     assert "e+" in out  # throughputs printed in full, e.g. 2.355e+05
 
 
-def _run_main(monkeypatch, capsys, *args):
-    from magsr_tf_cli import main as cli_main
-
-    monkeypatch.setattr(sys, "argv", ["magsr-tf", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    return exit_info.value.code, capsys.readouterr()
-
-
 def _inject_failure(monkeypatch):
     import magsr_tf.data.generation
 
@@ -172,7 +164,7 @@ GENERATE = ["generate", "typeI", "--n", "4", "--test", "2", "--lattice", "16"]
 def test_unexpected_exception_is_one_error_line_and_a_hint(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("MAGSR_DEBUG", raising=False)
     _inject_failure(monkeypatch)
-    code, captured = _run_main(monkeypatch, capsys, *GENERATE, "--out", str(tmp_path / "d.h5"))
+    code, captured = call_main(monkeypatch, capsys, *GENERATE, "--out", str(tmp_path / "d.h5"))
     assert code == 1
     assert captured.err.splitlines() == [
         "Error: RuntimeError: injected failure",
@@ -199,7 +191,7 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path, how):
 
 def test_user_errors_stay_one_line_without_hint(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("MAGSR_DEBUG", raising=False)
-    code, captured = _run_main(
+    code, captured = call_main(
         monkeypatch, capsys, "generate", "typeIII", "--out", str(tmp_path / "d.h5")
     )
     assert code == 1

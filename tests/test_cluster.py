@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import free_port
 
 distributed = pytest.importorskip("distributed")
 
@@ -163,15 +164,9 @@ def test_task_on_a_worker_with_another_version_refuses():
         cluster.anneal_task(None, None, None, "numba", 0, 1, OTHER_VERSION)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_refused_connection_is_one_line_error(tmp_path):
     out = tmp_path / "never.h5"
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(MagsrError, match="cannot reach the Dask scheduler at") as caught:
         generate(_config("typeI", out, cluster=address, cluster_timeout=2))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,10 +16,16 @@ from pathlib import Path
 
 import h5py
 import pytest
+from conftest import (
+    assert_one_line_error,
+    cli_command,
+    dataset_bytes,
+    free_port,
+    rows_done,
+    run_cli,
+)
 
 distributed = pytest.importorskip("distributed")
-
-from test_generate_cli import _arrays, _assert_one_line_error, _command, _n_done, _run  # noqa: E402
 
 import magsr_tf  # noqa: E402
 from magsr_tf.data.format import partial_path  # noqa: E402
@@ -30,12 +35,6 @@ N, N_TEST, LATTICE = 300, 10, 16
 ARGS = ["generate", "typeI", "--n", str(N), "--test", str(N_TEST), "--lattice", str(LATTICE)]
 OTHER_VERSION = "0.0.0-other"
 START_TIMEOUT = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dask(*args: str, log: Path) -> subprocess.Popen:
@@ -70,7 +69,7 @@ class DaskCluster:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.address = f"tcp://127.0.0.1:{free_port()}"
         port = self.address.rsplit(":", 1)[1]
         self.scheduler = _dask(
             "scheduler",
@@ -129,13 +128,13 @@ def reference(tmp_path_factory) -> Path:
     """The one-machine run of the same command."""
     cwd = tmp_path_factory.mktemp("reference")
     out = cwd / "reference.h5"
-    result = _run(ARGS + ["--workers", "1", "--out", str(out)], cwd)
+    result = run_cli(*ARGS, "--workers", "1", "--out", str(out), cwd=cwd, script=True)
     assert result.returncode == 0, result.stderr
     return out
 
 
 def _assert_same_arrays(path: Path, reference: Path) -> None:
-    got, want = _arrays(path), _arrays(reference)
+    got, want = dataset_bytes(path), dataset_bytes(reference)
     assert got.keys() == want.keys()
     for name in want:
         assert got[name] == want[name], name
@@ -145,7 +144,7 @@ def _assert_same_arrays(path: Path, reference: Path) -> None:
 def test_cluster_run_survives_a_killed_worker(dask_cluster, reference, tmp_path):
     out = tmp_path / "cluster.h5"
     proc = subprocess.Popen(
-        _command() + ARGS + ["--cluster", dask_cluster.address, "--out", str(out)],
+        cli_command() + ARGS + ["--cluster", dask_cluster.address, "--out", str(out)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -157,7 +156,7 @@ def test_cluster_run_survives_a_killed_worker(dask_cluster, reference, tmp_path)
         def victim_busy_and_rows_written() -> bool:
             if proc.poll() is not None:
                 return True
-            done = _n_done(partial_path(out)) if partial_path(out).exists() else None
+            done = rows_done(partial_path(out)) if partial_path(out).exists() else None
             busy = dask_cluster.client.processing(workers=[victim]).get(victim)
             return bool(done) and bool(busy)
 
@@ -188,7 +187,7 @@ def test_interrupted_client_resumes_with_no_gap_or_duplicate(reference, tmp_path
     partial = partial_path(out)
     args = ARGS + ["--cluster", "local:2", "--out", str(out)]
     proc = subprocess.Popen(
-        _command() + args,
+        cli_command() + args,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -196,7 +195,7 @@ def test_interrupted_client_resumes_with_no_gap_or_duplicate(reference, tmp_path
     )
     try:
         _wait_for(
-            lambda: proc.poll() is not None or bool(partial.exists() and _n_done(partial)),
+            lambda: proc.poll() is not None or bool(partial.exists() and rows_done(partial)),
             "rows written",
         )
         assert proc.poll() is None, "the run finished before it could be interrupted"
@@ -217,7 +216,7 @@ def test_interrupted_client_resumes_with_no_gap_or_duplicate(reference, tmp_path
         n_done = int(f.attrs["n_done"])
         kept = f["hr"][:n_done]
     assert 0 < n_done < N
-    result = _run(args, tmp_path)
+    result = run_cli(*args, cwd=tmp_path, script=True)
     assert result.returncode == 0, result.stderr
     assert f"{N - n_done} configurations annealed" in result.stdout
     _assert_same_arrays(out, reference)
@@ -234,20 +233,24 @@ def test_workers_with_another_version_fail_with_one_line(dask_cluster, tmp_path)
     out = tmp_path / "never.h5"
     dask_cluster.client.run(set_version, OTHER_VERSION)
     try:
-        result = _run(ARGS + ["--cluster", dask_cluster.address, "--out", str(out)], tmp_path)
+        result = run_cli(
+            *ARGS, "--cluster", dask_cluster.address, "--out", str(out), cwd=tmp_path, script=True
+        )
     finally:
         dask_cluster.client.run(set_version, magsr_tf.__version__)
-    _assert_one_line_error(result, f"runs magsr-tf {OTHER_VERSION}")
+    assert_one_line_error(result, f"runs magsr-tf {OTHER_VERSION}")
     assert f"this machine runs magsr-tf {magsr_tf.__version__}" in result.stderr
     assert not out.exists() and not partial_path(out).exists()
 
 
 def test_unreachable_scheduler_fails_with_one_line_within_the_timeout(tmp_path):
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    result = _run(ARGS + ["--cluster", address, "--cluster-timeout", "3"], tmp_path)
+    result = run_cli(
+        *ARGS, "--cluster", address, "--cluster-timeout", "3", cwd=tmp_path, script=True
+    )
     elapsed = time.monotonic() - started
-    _assert_one_line_error(result, f"cannot reach the Dask scheduler at {address} within 3 s")
+    assert_one_line_error(result, f"cannot reach the Dask scheduler at {address} within 3 s")
     # The command's own start-up (Python, h5py, numba) comes on top of the 3 s.
     assert elapsed < 30
     assert list(tmp_path.iterdir()) == []
@@ -265,7 +268,7 @@ def test_lost_scheduler_fails_with_one_line_and_keeps_the_rows(reference, tmp_pa
         doomed.client.close()
         doomed.client = None
         proc = subprocess.Popen(
-            _command() + ARGS + ["--cluster", doomed.address, "--out", str(out)],
+            cli_command() + ARGS + ["--cluster", doomed.address, "--out", str(out)],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -273,7 +276,7 @@ def test_lost_scheduler_fails_with_one_line_and_keeps_the_rows(reference, tmp_pa
         )
         try:
             _wait_for(
-                lambda: proc.poll() is not None or bool(partial.exists() and _n_done(partial)),
+                lambda: proc.poll() is not None or bool(partial.exists() and rows_done(partial)),
                 "rows written",
             )
             assert proc.poll() is None, "the run finished before the scheduler could be killed"
@@ -293,6 +296,6 @@ def test_lost_scheduler_fails_with_one_line_and_keeps_the_rows(reference, tmp_pa
         n_done = int(f.attrs["n_done"])
     assert 0 < n_done < N
     # The rows kept are final: the same command on one machine finishes the file.
-    result = _run(ARGS + ["--workers", "1", "--out", str(out)], tmp_path)
+    result = run_cli(*ARGS, "--workers", "1", "--out", str(out), cwd=tmp_path, script=True)
     assert result.returncode == 0, result.stderr
     _assert_same_arrays(out, reference)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import signal
@@ -12,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import file_digest
 
 import magsr_tf
 from magsr_tf import MagsrError
@@ -56,10 +56,6 @@ def _config(out: Path, **changes) -> GenerateConfig:
         schedule=SHORT,
     )
     return GenerateConfig(**{**base, **changes})
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:
@@ -235,11 +231,11 @@ def test_interrupted_run_leaves_readable_file_and_resumes(tiny, tmp_path):
 
 
 def test_complete_file_with_same_parameters_is_left_as_is(tiny):
-    before = _digest(tiny)
+    before = file_digest(tiny)
     seen: list[tuple[int, int]] = []
     assert generate(_config(tiny), progress=lambda d, t: seen.append((d, t))) == tiny
     assert seen == [(N, N)]
-    assert _digest(tiny) == before
+    assert file_digest(tiny) == before
 
 
 @pytest.mark.parametrize(
@@ -252,11 +248,11 @@ def test_complete_file_with_same_parameters_is_left_as_is(tiny):
     ],
 )
 def test_existing_file_with_other_parameters_is_refused(tiny, changes, what):
-    before = _digest(tiny)
+    before = file_digest(tiny)
     with pytest.raises(MagsrError, match="exists with other parameters") as err:
         generate(_config(tiny, **changes))
     assert what in str(err.value) and "\n" not in str(err.value)
-    assert _digest(tiny) == before
+    assert file_digest(tiny) == before
 
 
 def _interrupt(done: int, total: int) -> None:
@@ -268,10 +264,10 @@ def test_unfinished_file_with_other_parameters_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         generate(_config(out), progress=_interrupt)
     partial = partial_path(out)
-    before = _digest(partial)
+    before = file_digest(partial)
     with pytest.raises(MagsrError, match="started with other parameters .*seed"):
         generate(_config(out, seed=SEED + 1))
-    assert _digest(partial) == before and not out.exists()
+    assert file_digest(partial) == before and not out.exists()
 
 
 def test_foreign_files_are_never_overwritten(tmp_path):
@@ -283,10 +279,10 @@ def test_foreign_files_are_never_overwritten(tmp_path):
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f["x"] = np.arange(3)
-    before = _digest(other)
+    before = file_digest(other)
     with pytest.raises(MagsrError, match="not a magsr-tf dataset"):
         generate(_config(other))
-    assert _digest(other) == before
+    assert file_digest(other) == before
 
 
 def test_unwritable_output_path(tmp_path):

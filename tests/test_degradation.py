@@ -12,7 +12,8 @@ from magsr_tf.ops.degradation import (
     estimate_sigma,
     parse_degradation,
 )
-from magsr_tf.ops.downsample import downsample, downsample_matrix, gaussian_kernel
+from magsr_tf.ops.downsample import downsample, downsample_matrix
+from magsr_tf.ops.kernels import gaussian_kernel
 
 SEED = 11
 

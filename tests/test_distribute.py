@@ -2,21 +2,15 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import free_port
 
 WORKER = str(Path(__file__).with_name("dist_worker.py"))
 TIMEOUT = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_mirrored_two_logical_cpus(tmp_path):
@@ -36,7 +30,7 @@ def test_mirrored_two_logical_cpus(tmp_path):
 
 
 def test_multiworker_two_processes(tmp_path):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     procs = []
     for i in range(2):

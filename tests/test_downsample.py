@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.ops.downsample import downsample, downsample_direct, gaussian_kernel
+from magsr_tf.ops.downsample import downsample, downsample_direct
+from magsr_tf.ops.kernels import gaussian_kernel
 
 SEED = 1234
 

@@ -16,8 +16,8 @@ keras = pytest.importorskip("keras")
 from typer.testing import CliRunner  # noqa: E402
 
 from magsr_tf import MagsrError  # noqa: E402
-from magsr_tf.ops.spins import unit_normalize  # noqa: E402
 from magsr_tf.ops.downsample import downsample  # noqa: E402
+from magsr_tf.ops.spins import unit_normalize  # noqa: E402
 
 DATA_SEED = 7
 TRAIN_SEED = 3

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli, unit_maps
 
 tf = pytest.importorskip("tensorflow")
 
@@ -47,11 +48,6 @@ def make_sr_model(ratio=RATIO, channels=CHANNELS, padding="periodic", seed=SEED)
     return sr_model
 
 
-def lr_batch(shape, seed=SEED):
-    x = np.random.default_rng(seed).normal(size=shape).astype("float32")
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("saved_models")
@@ -85,7 +81,7 @@ def test_loaded_saved_model_equals_keras(exported):
     sr_model, _, _, version_dir = exported
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     for shape in [(1, 8, 8, CHANNELS), (3, 6, 10, CHANNELS)]:  # dynamic batch and size
-        x = lr_batch(shape)
+        x = unit_maps(shape, SEED)
         got = serve(lr=tf.constant(x))["sr"].numpy()
         assert got.shape == (shape[0], shape[1] * RATIO, shape[2] * RATIO, CHANNELS)
         np.testing.assert_allclose(got, sr_model(x, training=False).numpy(), atol=1e-6)
@@ -93,7 +89,7 @@ def test_loaded_saved_model_equals_keras(exported):
 
 def test_saved_model_cli_run(exported, tmp_path):
     sr_model, _, _, version_dir = exported
-    x = lr_batch((2, 6, 7, CHANNELS))
+    x = unit_maps((2, 6, 7, CHANNELS), SEED)
     np.save(tmp_path / "lr.npy", x)
     exe = shutil.which("saved_model_cli")
     cmd = [exe] if exe else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
@@ -132,7 +128,7 @@ def test_tflite_matches_saved_model(exported, tmp_path):
     (inp,) = interpreter.get_input_details()
     assert list(inp["shape_signature"]) == [-1, -1, -1, CHANNELS]
     for shape in [(1, 8, 8, CHANNELS), (2, 5, 9, CHANNELS)]:
-        x = lr_batch(shape)
+        x = unit_maps(shape, SEED)
         interpreter.resize_tensor_input(inp["index"], shape)
         interpreter.allocate_tensors()
         interpreter.set_tensor(inp["index"], x)
@@ -196,13 +192,7 @@ def test_export_model_and_missing_saved_model(tmp_path):
 def test_cli_bad_model_folder_is_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     for target in [tmp_path / "empty", tmp_path / "missing"]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "magsr_tf_cli.main", "export", str(target)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp_path,
-        )
+        proc = run_cli("export", target, cwd=tmp_path)
         assert proc.returncode == 1
         assert "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("Error:")

@@ -1,12 +1,11 @@
 """`magsr-tf fit` end to end on a tiny dataset: outputs, resume, and bad input."""
 
 import json
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from magsr_tf.data.generation import GenerateConfig, generate
 
@@ -33,16 +32,6 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "magsr_tf_cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=600,
-    )
-
-
 def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):
     out = tmp_path / "model"
     common = [
@@ -57,7 +46,7 @@ def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):
         "--out",
         str(out),
     ]
-    first = _cli(*common, "--epochs", "1")
+    first = run_cli(*common, "--epochs", "1")
     assert first.returncode == 0, first.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["history"]) == 1
@@ -73,7 +62,7 @@ def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):
     assert test["methods"]["bicubic_aligned"]["mse"]["mean"] == pytest.approx(bicubic, rel=1e-5)
     assert 0.0 <= test["methods"]["sr_network"]["mse"]["mean"] <= 4.0
 
-    second = _cli(*common, "--epochs", "2")
+    second = run_cli(*common, "--epochs", "2")
     assert second.returncode == 0, second.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_epoch"] == 1
@@ -89,20 +78,20 @@ def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):
     ],
 )
 def test_bad_options(tiny_dataset, tmp_path, args, message):
-    result = _cli("fit", str(tiny_dataset), "--out", str(tmp_path / "m"), *args)
+    result = run_cli("fit", str(tiny_dataset), "--out", str(tmp_path / "m"), *args)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert message in result.stderr
 
 
 def test_missing_and_nan_datasets(tiny_dataset, tmp_path):
-    missing = _cli("fit", str(tmp_path / "nope.h5"), "--ratio", "4")
+    missing = run_cli("fit", str(tmp_path / "nope.h5"), "--ratio", "4")
     assert missing.returncode != 0 and "not found" in missing.stderr
     assert "Traceback" not in missing.stderr
     bad = tmp_path / "nan.h5"
     bad.write_bytes(tiny_dataset.read_bytes())
     with h5py.File(bad, "r+") as f:
         f["lr/x4"][2, 0, 0, 0] = np.nan
-    result = _cli("fit", str(bad), "--ratio", "4", "--out", str(tmp_path / "m"))
+    result = run_cli("fit", str(bad), "--ratio", "4", "--out", str(tmp_path / "m"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "nan" in result.stderr.lower() or "finite" in result.stderr.lower()

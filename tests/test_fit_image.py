@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import call_main
 from PIL import Image
 
 from magsr_tf import MagsrError
@@ -153,8 +153,6 @@ def test_fit_image_outputs_with_a_stub_trainer(tmp_path):
 
 
 def test_fit_image_cli_bad_input(tmp_path, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     (tmp_path / "text.png").write_text("not an image")
     good = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (36, 36)), tmp_path / "g.png")
     cases = [
@@ -167,12 +165,9 @@ def test_fit_image_cli_bad_input(tmp_path, capsys, monkeypatch):
         [good, "--crop", "10by10"],
     ]
     for args in cases:
-        argv = ["magsr-tf", "fit-image", *map(str, args), "--out", str(tmp_path / "o")]
-        monkeypatch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as exit_info:
-            cli_main.main()
-        err = capsys.readouterr().err
-        assert exit_info.value.code not in (0, None), (args, err)
+        code, captured = call_main(monkeypatch, capsys, "fit-image", *args, "--out", tmp_path / "o")
+        err = captured.err
+        assert code not in (0, None), (args, err)
         assert "Traceback" not in err and "Error" in err, (args, err)
     assert not (tmp_path / "o").exists()
 
@@ -300,18 +295,13 @@ def test_fit_image_prior_without_network_beats_bicubic(tmp_path):
 
 def test_fit_image_unresolved_image_reports_the_bicubic_fallback(tmp_path, capsys, monkeypatch):
     """Domains 7 px wide through an 8 px LR grid: the prior's map is the bicubic one, labelled."""
-    from magsr_tf_cli import main as cli_main
-
     from magsr_tf.priors.image_prior import synthetic_domains
 
     path = _save_png16(synthetic_domains((128, 128), 14.0, 0.5, SEED), tmp_path / "fine.png")
-    argv = ["magsr-tf", "fit-image", str(path), "--ratio", "8", "--no-network"]
-    argv += ["--prior", "anisotropy", "--degrade", "--out", str(tmp_path / "o")]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    assert exit_info.value.code in (0, None)
-    assert "prior (unresolved: bicubic)" in capsys.readouterr().out
+    args = [path, "--ratio", "8", "--no-network", "--prior", "anisotropy", "--degrade"]
+    code, captured = call_main(monkeypatch, capsys, "fit-image", *args, "--out", tmp_path / "o")
+    assert code in (0, None)
+    assert "prior (unresolved: bicubic)" in captured.out
     summary = __import__("json").loads((tmp_path / "o/fit_image/summary.json").read_text())
     assert summary["prior"]["method"] == "bicubic" and summary["prior"]["iterations"] == 0
     metrics = summary["metrics"]
@@ -334,8 +324,6 @@ def test_fit_image_box_degradation_and_auto_sigma(tmp_path):
 
 
 def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     good, _ = _synthetic_labyrinth_png(tmp_path / "g.png", (36, 36))
     np.save(tmp_path / "even.npy", np.ones((4, 4)))
     tiny = _save_png16(np.array([[-1.0, 1.0], [1.0, -1.0]]), tmp_path / "tiny.png")
@@ -365,12 +353,9 @@ def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
         [tmp_path / "transparent.png", *only],
     ]
     for args in cases:
-        argv = ["magsr-tf", "fit-image", *map(str, args), "--out", str(tmp_path / "o")]
-        monkeypatch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as exit_info:
-            cli_main.main()
-        err = capsys.readouterr().err
-        assert exit_info.value.code not in (0, None), (args, err)
+        code, captured = call_main(monkeypatch, capsys, "fit-image", *args, "--out", tmp_path / "o")
+        err = captured.err
+        assert code not in (0, None), (args, err)
         assert "Traceback" not in err and "Error" in err, (args, err)
         assert len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "o").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import call_main, run_cli
 
 from magsr_tf import MagsrError
 from magsr_tf.inference.export import models_config_text, write_models_config
@@ -53,7 +54,8 @@ _WITHOUT_OPTIONAL = textwrap.dedent(
     sys.meta_path.insert(0, Block())
     for module in ("magsr_tf_cli.main", "magsr_tf.jobs.fit", "magsr_tf.training.train",
                    "magsr_tf.evaluation.evaluate", "magsr_tf.inference.export",
-                   "magsr_tf.data.generation", "magsr_tf.jobs.predict", "magsr_tf.serving.launcher"):
+                   "magsr_tf.data.generation", "magsr_tf.jobs.predict",
+                   "magsr_tf.serving.launcher"):
         importlib.import_module(module)
     from magsr_tf.inference.export import write_models_config
     print(write_models_config(sys.argv[1]).read_text(), end="")
@@ -102,19 +104,13 @@ def test_predict_rejects_lr_vectors_longer_than_one(tmp_path):
 
 
 def test_predict_cli_long_vectors_is_one_error_line(tmp_path, monkeypatch, capsys):
-    from magsr_tf_cli import main as cli_main
-
     lr = _unit_lr()
     lr[0, 0, 0] = [1.0, 1.0, 0.0]
     np.save(tmp_path / "long.npy", lr)
     monkeypatch.delenv("MAGSR_DEBUG", raising=False)
-    monkeypatch.setattr(
-        sys, "argv", ["magsr-tf", "predict", "any_model", str(tmp_path / "long.npy")]
-    )
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 1
+    code, captured = call_main(monkeypatch, capsys, "predict", "any_model", tmp_path / "long.npy")
+    err = captured.err
+    assert code == 1
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
     assert "|m| = 1.414" in err
 
@@ -141,13 +137,7 @@ def test_fit_reports_its_dataset_first(tmp_path):
 
 
 def test_fit_cli_first_line_names_the_dataset(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "magsr_tf_cli.main", "fit", "elsewhere.h5", "--ratio", "4"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
+    proc = run_cli("fit", "elsewhere.h5", "--ratio", "4", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stdout.splitlines()[0] == "Dataset: elsewhere.h5"
     assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr

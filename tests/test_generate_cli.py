@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import (
+    assert_one_line_error,
+    cli_command,
+    dataset_bytes,
+    file_digest,
+    rows_done,
+    run_cli,
+)
 
 from magsr_tf.data.format import open_info, partial_path
 
@@ -25,39 +30,11 @@ ARGS = ["generate", "typeI", "--n", str(N), "--test", str(N_TEST), "--lattice", 
 ARGS += ["--workers", "1"]
 
 
-def _command() -> list[str]:
-    script = shutil.which("magsr-tf")
-    return [script] if script else [sys.executable, "-m", "magsr_tf_cli.main"]
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        _command() + args, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _arrays(path: Path) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: (
-                found.__setitem__(name, obj[()].tobytes())
-                if isinstance(obj, h5py.Dataset)
-                else None
-            )
-        )
-    return found
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted run with the default output path data/typeI.h5."""
     cwd = tmp_path_factory.mktemp("reference")
-    result = _run(ARGS, cwd)
+    result = run_cli(*ARGS, cwd=cwd, script=True)
     assert result.returncode == 0, result.stderr
     out = cwd / "data" / "typeI.h5"
     assert out.exists() and not partial_path(out).exists()
@@ -66,22 +43,13 @@ def reference(tmp_path_factory) -> Path:
     return out
 
 
-def _n_done(partial: Path) -> int | None:
-    """``n_done`` of a file another process is writing (None while unreadable)."""
-    try:
-        with h5py.File(partial, "r", locking=False) as f:
-            return int(f.attrs["n_done"])
-    except (OSError, KeyError, RuntimeError, ValueError):
-        return None
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_path, sig):
     out = tmp_path / "killed.h5"
     partial = partial_path(out)
     args = ARGS + ["--out", str(out)]
     proc = subprocess.Popen(
-        _command() + args,
+        cli_command() + args,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -90,7 +58,7 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            done = _n_done(partial) if partial.exists() else None
+            done = rows_done(partial) if partial.exists() else None
             if done is not None and 0 < done < N:
                 proc.send_signal(sig)
                 break
@@ -115,11 +83,11 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
     assert np.isfinite(kept).all()
     np.testing.assert_allclose(np.linalg.norm(kept, axis=-1), 1.0, atol=1e-5)
 
-    result = _run(args, tmp_path)
+    result = run_cli(*args, cwd=tmp_path, script=True)
     assert result.returncode == 0, result.stderr
     assert not partial.exists()
     assert f"{N - n_done} configurations annealed" in result.stdout
-    resumed, uninterrupted = _arrays(out), _arrays(reference)
+    resumed, uninterrupted = dataset_bytes(out), dataset_bytes(reference)
     assert resumed.keys() == uninterrupted.keys()
     for name in uninterrupted:
         assert resumed[name] == uninterrupted[name], name
@@ -129,19 +97,11 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
 
 
 def test_rerun_of_complete_dataset_says_so_and_keeps_file(reference):
-    before = _digest(reference)
-    result = _run(ARGS, reference.parent.parent)
+    before = file_digest(reference)
+    result = run_cli(*ARGS, cwd=reference.parent.parent, script=True)
     assert result.returncode == 0, result.stderr
     assert "already complete" in result.stdout
-    assert _digest(reference) == before
-
-
-def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
-    assert result.returncode == 1, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert fragment in lines[0]
-    assert "Traceback" not in result.stdout + result.stderr
+    assert file_digest(reference) == before
 
 
 @pytest.mark.parametrize(
@@ -170,33 +130,33 @@ def _assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -
     ],
 )
 def test_bad_parameters_fail_with_one_line(tmp_path, args, fragment):
-    result = _run(args + ["--out", str(tmp_path / "x.h5")], tmp_path)
-    _assert_one_line_error(result, fragment)
+    result = run_cli(*args, "--out", str(tmp_path / "x.h5"), cwd=tmp_path, script=True)
+    assert_one_line_error(result, fragment)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_path_fails_with_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("in the way")
-    result = _run(ARGS + ["--out", str(blocker / "x.h5")], tmp_path)
-    _assert_one_line_error(result, "not a folder")
+    result = run_cli(*ARGS, "--out", str(blocker / "x.h5"), cwd=tmp_path, script=True)
+    assert_one_line_error(result, "not a folder")
     assert blocker.read_text() == "in the way"
 
 
 def test_existing_dataset_with_other_parameters_is_untouched(reference):
-    before = _digest(reference)
+    before = file_digest(reference)
     args = ARGS[:3] + [str(N + 1)] + ARGS[4:] + ["--out", str(reference)]
-    result = _run(args, reference.parent)
-    _assert_one_line_error(result, "exists with other parameters (n: 200 in the file, 201")
-    assert _digest(reference) == before
+    result = run_cli(*args, cwd=reference.parent, script=True)
+    assert_one_line_error(result, "exists with other parameters (n: 200 in the file, 201")
+    assert file_digest(reference) == before
     assert not partial_path(reference).exists()
 
 
 def test_existing_foreign_file_is_untouched(tmp_path):
     foreign = tmp_path / "mine.h5"
     foreign.write_text("my notes")
-    result = _run(ARGS + ["--out", str(foreign)], tmp_path)
-    _assert_one_line_error(result, "not a readable HDF5 file")
+    result = run_cli(*ARGS, "--out", str(foreign), cwd=tmp_path, script=True)
+    assert_one_line_error(result, "not a readable HDF5 file")
     assert foreign.read_text() == "my notes"
 
 
@@ -209,13 +169,13 @@ def test_repeated_sigkill_never_corrupts_committed_rows(tmp_path):
     args = ["generate", "typeI", "--n", "2000", "--test", "10", "--lattice", "8"]
     args += ["--workers", "1", "--phases", "3"]
     reference = tmp_path / "reference.h5"
-    assert _run(args + ["--out", str(reference)], tmp_path).returncode == 0
+    assert run_cli(*args, "--out", str(reference), cwd=tmp_path, script=True).returncode == 0
     out = tmp_path / "killed.h5"
     partial = partial_path(out)
     delays = np.random.default_rng(kill_seed).uniform(0.0, 3.0, size=kills)
     committed: list[int] = []
     for delay in delays:
-        proc = subprocess.Popen(_command() + args + ["--out", str(out)], cwd=tmp_path)
+        proc = subprocess.Popen(cli_command() + args + ["--out", str(out)], cwd=tmp_path)
         deadline = time.monotonic() + 60
         while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -231,8 +191,8 @@ def test_repeated_sigkill_never_corrupts_committed_rows(tmp_path):
                     assert f[name][:n_done].tobytes() == g[name][:n_done].tobytes(), name
         committed.append(n_done)
     assert committed and committed[-1] > 0, committed
-    assert _run(args + ["--out", str(out)], tmp_path).returncode == 0
-    assert _arrays(out) == _arrays(reference)
+    assert run_cli(*args, "--out", str(out), cwd=tmp_path, script=True).returncode == 0
+    assert dataset_bytes(out) == dataset_bytes(reference)
 
 
 def test_cli_defaults_match_the_library():

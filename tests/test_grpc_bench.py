@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import pytest
+from conftest import call_main
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("grpc")
@@ -14,15 +14,10 @@ pytest.importorskip("tensorflow_serving.apis")
 
 
 def test_bench_serve_cli_writes_rows(tmp_path, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     out = tmp_path / "serve.json"
     args = ["bench", "serve", "--clients", "2", "--seconds", "0.5", "--batches", "1,2"]
-    monkeypatch.setattr(sys, "argv", ["magsr-tf", *args, "--json", str(out)])
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    captured = capsys.readouterr()
-    assert exit_info.value.code == 0, captured.err
+    code, captured = call_main(monkeypatch, capsys, *args, "--json", out)
+    assert code == 0, captured.err
     rows = json.loads(out.read_text())
     assert [(r["protocol"], r["batch"]) for r in rows] == [
         ("rest", 1),
@@ -41,12 +36,8 @@ def test_bench_serve_cli_writes_rows(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_serve_bad_arguments_are_one_line_errors(capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     for args in (["--protocols", "smtp"], ["--clients", "0"], ["--batches", "0"]):
-        monkeypatch.setattr(sys, "argv", ["magsr-tf", "bench", "serve", *args])
-        with pytest.raises(SystemExit) as exit_info:
-            cli_main.main()
-        err = capsys.readouterr().err.strip()
-        assert exit_info.value.code == 1 and err.startswith("Error:"), (args, err)
+        code, captured = call_main(monkeypatch, capsys, "bench", "serve", *args)
+        err = captured.err.strip()
+        assert code == 1 and err.startswith("Error:"), (args, err)
         assert len(err.splitlines()) == 1

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import call_main, unit_maps
 
 pytest.importorskip("tensorflow")
 grpc = pytest.importorskip("grpc")
@@ -58,11 +59,6 @@ def served(tmp_path_factory):
     servers.stop()
 
 
-def lr_batch(shape, seed=SEED):
-    x = np.random.default_rng(seed).normal(size=shape).astype("float32")
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def predict_request(x=None, name=NAME, **spec):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -79,7 +75,7 @@ def predict_request(x=None, name=NAME, **spec):
 def test_predict_as_a_tf_serving_client_does(served):
     servers, sr_model, channel, _ = served
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    x = lr_batch((2, 6, 5, 3))
+    x = unit_maps((2, 6, 5, 3), SEED)
     want = sr_model(x, training=False).numpy()
     answer = stub.Predict(predict_request(x, signature_name="serving_default"), 30.0)
     assert list(answer.outputs) == ["sr"]
@@ -142,7 +138,7 @@ def _call_code(method, request):
 def test_bad_calls_get_status_codes_and_the_server_keeps_serving(served):
     servers, sr_model, channel, _ = served
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    good = lr_batch((1, 4, 4, 3))
+    good = unit_maps((1, 4, 4, 3), SEED)
     invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
 
     def with_input(proto, name="lr", **spec):
@@ -198,7 +194,7 @@ def test_bad_calls_get_status_codes_and_the_server_keeps_serving(served):
 
 def test_predict_cli_client_over_grpc_gives_the_local_answer(served, tmp_path):
     servers, _, _, root = served
-    lr = lr_batch((2, 6, 6, 3))
+    lr = unit_maps((2, 6, 6, 3), SEED)
     np.save(tmp_path / "lr.npy", lr)
     inputs = (str(tmp_path / "lr.npy"),)
     local = predict(
@@ -270,7 +266,7 @@ def test_64_concurrent_clients_with_malformed_requests(served):
         b"[" * 50_000,
         b'{"inputs": [[[[1, 0, 0]]]',
         json.dumps({"inputs": [[[[float("nan")] * 3]]]}).encode(),
-        json.dumps({"inputs": lr_batch((1, 4, 4, 1)).tolist()}).encode(),
+        json.dumps({"inputs": unit_maps((1, 4, 4, 1), SEED).tolist()}).encode(),
     ]
     malformed_grpc = [
         {"name": "x"},
@@ -281,7 +277,7 @@ def test_64_concurrent_clients_with_malformed_requests(served):
     for c in range(CLIENTS):
         for i in range(REQUESTS_PER_CLIENT):
             k = c * REQUESTS_PER_CLIENT + i
-            x = lr_batch((1 + k % 2, 8, 8, 3), seed=SEED + k)
+            x = unit_maps((1 + k % 2, 8, 8, 3), SEED + k)
             jobs.append((c, i, k, x, k % MALFORMED_EVERY == 0))
     want = {k: sr_model(x, training=False).numpy() for _, _, k, x, bad in jobs if not bad}
     results: dict[int, tuple] = {}
@@ -347,7 +343,7 @@ def test_64_concurrent_clients_with_malformed_requests(served):
                 np.testing.assert_allclose(sr, want[k], atol=1e-5)
         assert n_bad == CLIENTS * REQUESTS_PER_CLIENT // MALFORMED_EVERY + 1
         # Still up, and every admission and reservation was given back.
-        x = lr_batch((1, 8, 8, 3))
+        x = unit_maps((1, 8, 8, 3), SEED)
         status, answer = _rest_call(servers.rest_url, json.dumps({"inputs": x.tolist()}).encode())
         assert status == 200
         np.testing.assert_allclose(answer["outputs"], sr_model(x).numpy(), atol=1e-5)
@@ -359,17 +355,13 @@ def test_64_concurrent_clients_with_malformed_requests(served):
 
 
 def test_serve_cli_without_grpc_is_a_one_line_error(served, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
     _, _, _, root = served
     monkeypatch.delitem(sys.modules, "magsr_tf.serving.grpc_api", raising=False)
     monkeypatch.setitem(sys.modules, "grpc", None)
     args = ["serve", "--models", str(root), "--port", "0", "--grpc-port", "0"]
-    monkeypatch.setattr(sys, "argv", ["magsr-tf", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 1
+    code, captured = call_main(monkeypatch, capsys, *args)
+    err = captured.err.strip()
+    assert code == 1
     assert err.startswith("Error: gRPC serving needs") and len(err.splitlines()) == 1
     assert 'pip install "magsr-tf[deploy]"' in err
 
@@ -382,7 +374,7 @@ def test_server_side_batching_gives_each_request_its_own_answer(served):
     servers = start_servers(
         ServeConfig(models_root=root, port=0, grpc_port=0, batch_maps=8, batch_timeout=0.05)
     )
-    jobs = [lr_batch((1 + k % 2, 6 + 2 * (k % 3 == 0), 6, 3), seed=SEED + k) for k in range(24)]
+    jobs = [unit_maps((1 + k % 2, 6 + 2 * (k % 3 == 0), 6, 3), SEED + k) for k in range(24)]
     want = [sr_model(x, training=False).numpy() for x in jobs]
     answers = [None] * len(jobs)
     barrier = threading.Barrier(len(jobs))

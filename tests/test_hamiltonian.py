@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from magsr_tf import MagsrError
-from magsr_tf.physics import _numba_kernels as nk
-from magsr_tf.physics import _numpy_backend as npb
+from magsr_tf.physics import numba_kernels as nk
+from magsr_tf.physics import numpy_backend as npb
 from magsr_tf.physics.hamiltonian import (
     TypeI,
     TypeII,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import h5py
 import numpy as np
 import pytest
+from conftest import call_main, unit_maps
 from PIL import Image
 
 pytest.importorskip("tensorflow")
@@ -23,11 +23,6 @@ from magsr_tf.serving.rest import make_server  # noqa: E402
 
 SEED = 314
 RATIO = 4
-
-
-def unit_maps(shape, seed=SEED):
-    x = np.random.default_rng(seed).normal(size=shape).astype("float32")
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +42,7 @@ def models(tmp_path_factory):
 
 def test_npy_single_and_batch(models, tmp_path):
     root, built = models
-    one, many = unit_maps((6, 7, 3)), unit_maps((3, 5, 5, 3), seed=1)
+    one, many = unit_maps((6, 7, 3), SEED), unit_maps((3, 5, 5, 3), 1)
     np.save(tmp_path / "one.npy", one)
     np.save(tmp_path / "many.npy", many)
     out = tmp_path / "out"
@@ -73,7 +68,7 @@ def test_npy_single_and_batch(models, tmp_path):
 
 def test_h5_dataset_spec(models, tmp_path):
     root, built = models
-    lr = unit_maps((5, 4, 4, 3))
+    lr = unit_maps((5, 4, 4, 3), SEED)
     path = tmp_path / "data.h5"
     with h5py.File(path, "w") as f:
         f["hr"] = np.zeros((5, 16, 16, 3), "float32")
@@ -121,7 +116,7 @@ def test_pictures_one_and_three_components(models, tmp_path):
 
 def test_large_map_is_tiled_exactly(models, tmp_path):
     root, built = models
-    big = unit_maps((1, 130, 121, 3))  # larger than one tile plus margins
+    big = unit_maps((1, 130, 121, 3), SEED)  # larger than one tile plus margins
     np.save(tmp_path / "big.npy", big)
     (result,) = predict(
         PredictConfig(
@@ -137,7 +132,7 @@ def test_server_gives_the_local_answer(models, tmp_path):
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
-        lr = unit_maps((2, 6, 6, 3))
+        lr = unit_maps((2, 6, 6, 3), SEED)
         np.save(tmp_path / "lr.npy", lr)
         inputs = (str(tmp_path / "lr.npy"),)
         local = predict(
@@ -155,22 +150,13 @@ def test_server_gives_the_local_answer(models, tmp_path):
         thread.join(timeout=10)
 
 
-def run_cli(args, capsys, monkeypatch):
-    from magsr_tf_cli import main as cli_main
-
-    monkeypatch.setattr(sys, "argv", ["magsr-tf", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main.main()
-    return exit_info.value.code, capsys.readouterr()
-
-
 def test_cli_bad_inputs_are_one_line_errors(models, tmp_path, capsys, monkeypatch):
     root, _ = models
     (tmp_path / "notes.png").write_text("not a picture")
     (tmp_path / "data.txt").write_text("1 2 3")
-    np.save(tmp_path / "one_channel.npy", unit_maps((4, 4, 1)))
+    np.save(tmp_path / "one_channel.npy", unit_maps((4, 4, 1), SEED))
     np.save(tmp_path / "strings.npy", np.array(["a", "b"]))
-    np.save(tmp_path / "ok.npy", unit_maps((4, 4, 3)))
+    np.save(tmp_path / "ok.npy", unit_maps((4, 4, 3), SEED))
     cases = [
         ["spins", tmp_path / "notes.png"],
         ["spins", tmp_path / "missing.png"],
@@ -182,8 +168,8 @@ def test_cli_bad_inputs_are_one_line_errors(models, tmp_path, capsys, monkeypatc
         ["spins", tmp_path / "ok.npy", "--server", "ftp://example"],
     ]
     for args in cases:
-        code, captured = run_cli(
-            ["predict", *args, "--root", root, "--out", tmp_path / "o"], capsys, monkeypatch
+        code, captured = call_main(
+            monkeypatch, capsys, "predict", *args, "--root", root, "--out", tmp_path / "o"
         )
         assert code == 1, (args, captured.err)
         assert "Traceback" not in captured.err
@@ -191,9 +177,6 @@ def test_cli_bad_inputs_are_one_line_errors(models, tmp_path, capsys, monkeypatc
             captured.err.strip().startswith("Error:")
             and len(captured.err.strip().splitlines()) == 1
         )
-    code, captured = run_cli(
-        ["predict", "spins", tmp_path / "ok.npy", "--root", root, "--out", tmp_path / "o"],
-        capsys,
-        monkeypatch,
-    )
+    args = ["spins", tmp_path / "ok.npy", "--root", root, "--out", tmp_path / "o"]
+    code, captured = call_main(monkeypatch, capsys, "predict", *args)
     assert code == 0 and (tmp_path / "o" / "ok_sr.npy").is_file()

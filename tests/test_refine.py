@@ -1,11 +1,10 @@
 """Physics-informed reconstruction: recovers annealed states from their LR images."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from magsr_tf import MagsrError
 from magsr_tf.evaluation import metrics
@@ -113,16 +112,6 @@ def test_run_refine_writes_outputs_and_reads_dataset_hamiltonian(tmp_path, type1
         run_refine(job)
 
 
-def _cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "magsr_tf_cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
 @pytest.mark.parametrize(
     "extra, make_input, message",
     [
@@ -145,7 +134,7 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path, extra, make_input, mes
     args = ["refine", "lr.npy", "--out", "out"] + (
         ["--ratio", "4"] if "--ratio" not in extra else []
     )
-    proc = _cli(*args, *extra, cwd=tmp_path)
+    proc = run_cli(*args, *extra, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert len(lines) <= 2 and lines[0].startswith("Error:") and message in lines[0], proc.stderr

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from magsr_tf import MagsrError
 from magsr_tf.evaluation.evaluate import score_maps
@@ -145,13 +143,7 @@ def test_no_evaluated_shipped_model_is_an_error(tmp_path):
 def test_report_tables_command(models_dir, tmp_path):
     root, _ = models_dir
     out = tmp_path / "README_tables.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "magsr_tf_cli.main", "report", "--models", str(root)]
-        + ["--tables", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("report", "--models", root, "--tables", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert "Tables 1-2 of 3 model(s)" in proc.stdout
     assert out.read_text().count("| SR network |") == 6  # Tables and gains, 3 models

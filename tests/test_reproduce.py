@@ -235,8 +235,8 @@ def tiny_dataset(tmp_path_factory):
 
 def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
     """Any access to the 'hr' dataset while train_h5 runs fails the test."""
-    from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
     from magsr_tf.nn.model import ModelConfig
+    from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
     from magsr_tf.training.train import TrainConfig, train_h5
 
     ham = hamiltonian_to_json(dataset_hamiltonian(tiny_dataset))

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import unit_maps
 
 pytest.importorskip("tensorflow")
 
@@ -75,11 +76,6 @@ def raw_exchange(srv, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def lr_batch(shape):
-    x = np.random.default_rng(SEED).normal(size=shape).astype("float32")
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def test_status_and_metadata(server):
     srv, _, _ = server
     status, body = request(srv, "GET", f"/v1/models/{NAME}")
@@ -100,7 +96,7 @@ def test_status_and_metadata(server):
 
 def test_predict_row_and_columnar_formats(server):
     srv, sr_model, _ = server
-    x = lr_batch((2, 6, 5, 3))
+    x = unit_maps((2, 6, 5, 3), SEED)
     want = sr_model(x, training=False).numpy()
     status, body = request(
         srv, "POST", f"/v1/models/{NAME}:predict", {"inputs": {"lr": x.tolist()}}
@@ -120,7 +116,7 @@ def test_predict_row_and_columnar_formats(server):
 
 def test_many_bad_requests_then_a_good_one(server):
     srv, sr_model, thread = server
-    good = lr_batch((1, 4, 4, 3)).tolist()
+    good = unit_maps((1, 4, 4, 3), SEED).tolist()
     predict = f"/v1/models/{NAME}:predict"
     cases = [
         ("GET", "/nothing/here", None, 404),
@@ -140,7 +136,7 @@ def test_many_bad_requests_then_a_good_one(server):
         ("POST", predict, {"inputs": "abc"}, 400),
         ("POST", predict, {"inputs": [[1, 2], [3]]}, 400),  # ragged
         ("POST", predict, {"inputs": [[[1.0, 0.0, 0.0]]]}, 400),  # rank 3
-        ("POST", predict, {"inputs": lr_batch((1, 4, 4, 1)).tolist()}, 400),  # channels
+        ("POST", predict, {"inputs": unit_maps((1, 4, 4, 1), SEED).tolist()}, 400),  # channels
         ("POST", predict, {"inputs": {"x": good}}, 400),  # wrong input name
         ("POST", predict, {"instances": [{"lr": good[0], "extra": 1}]}, 400),
         ("POST", predict, {"inputs": good, "signature_name": "other"}, 400),

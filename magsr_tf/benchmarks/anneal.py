@@ -97,21 +97,21 @@ def _sweep_worker(kind: str, lattice: int, sweeps: int, backend: str, batch: int
     Returns (heat-bath site updates, all site updates, wall seconds, CPU seconds); compilation
     is excluded.
     """
-    from magsr_tf.physics import _numba_kernels as nk
-    from magsr_tf.physics import _numpy_backend as npb
     from magsr_tf.physics import anneal as an
+    from magsr_tf.physics import numba_kernels as nk
+    from magsr_tf.physics import numpy_backend as npb
 
     ham = make_hamiltonian(kind)
     schedule = Schedule(t_start=1.0, t_end=0.1, sweeps=sweeps, over_relax=1)
     rngs = [np.random.default_rng([seed, i]) for i in range(batch)]
     if backend == "numba":
-        field, use_field = an._field_source(ham, lattice)
+        field, use_field = an.field_source(ham, lattice)
         states = [(npb.random_state(rng, lattice), nk.seed_state(rng)) for rng in rngs]
-        an._numba_sweep(states[0][0].copy(), 1.0, ham, 1, states[0][1].copy(), field, use_field)
+        an.numba_sweep(states[0][0].copy(), 1.0, ham, 1, states[0][1].copy(), field, use_field)
         start, cpu = time.perf_counter(), time.process_time()
         for s, state in states:
             for temperature in schedule.temperatures():
-                an._numba_sweep(s, 1.0 / temperature, ham, 1, state, field, use_field)
+                an.numba_sweep(s, 1.0 / temperature, ham, 1, state, field, use_field)
     else:
         q = npb.random_quarters(rngs, lattice)
         start, cpu = time.perf_counter(), time.process_time()
@@ -235,15 +235,15 @@ def schedule_study(
         mean and max relaxation sweeps, mean energy per spin and its standard error, the
         structure-factor peak (mean, std; S_z for Type II) and, Type II, the wall fraction.
     """
-    from magsr_tf.physics import _numba_kernels as nk
-    from magsr_tf.physics import _numpy_backend as npb
     from magsr_tf.physics import anneal as an
+    from magsr_tf.physics import numba_kernels as nk
+    from magsr_tf.physics import numpy_backend as npb
     from magsr_tf.physics.hamiltonian import energy_per_spin
     from magsr_tf.physics.observables import structure_factor_peak, wall_fraction
 
     ham = make_hamiltonian(kind)
-    an._anneal_one_numba(ham, np.random.default_rng(seed), 8, Schedule(1.0, 0.1, 2))  # compile
-    field, use_field = an._field_source(ham, lattice)
+    an.anneal_one_numba(ham, np.random.default_rng(seed), 8, Schedule(1.0, 0.1, 2))  # compile
+    field, use_field = an.field_source(ham, lattice)
     rows = []
     for n_sweeps in sweeps:
         schedule = Schedule(t_start, t_end, n_sweeps, over_relax)
@@ -254,9 +254,9 @@ def schedule_study(
             state = nk.seed_state(rng)
             start = time.process_time()
             for temperature in schedule.temperatures():
-                an._numba_sweep(s, 1.0 / temperature, ham, over_relax, state, field, use_field)
+                an.numba_sweep(s, 1.0 / temperature, ham, over_relax, state, field, use_field)
             middle = time.process_time()
-            s, used = an._relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)
+            s, used = an.relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)
             relax_s.append(time.process_time() - middle)
             anneal_s.append(middle - start)
             relax_sweeps.append(used)

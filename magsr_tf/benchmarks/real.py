@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magsr_tf.ops.downsample import RATIOS
 from magsr_tf.errors import MagsrError
+from magsr_tf.ops.kernels import RATIOS
 
 logger = logging.getLogger(__name__)
 

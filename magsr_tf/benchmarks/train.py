@@ -82,12 +82,12 @@ def build_reference_training_model(ratio: int, channels: int = 3):
     import keras
     from keras import ops
 
-    from magsr_tf.nn.layers import _periodic_pad
+    from magsr_tf.nn.layers import periodic_pad
     from magsr_tf.nn.model import EXPANDER_FILTERS, EXPANDER_LAYERS, UPSAMPLING_FILTERS
-    from magsr_tf.ops.downsample import KERNEL_SIZE, PAD, gaussian_kernel
+    from magsr_tf.ops.kernels import KERNEL_SIZE, PAD, gaussian_kernel
 
     def pad(by):
-        return keras.layers.Lambda(lambda t: _periodic_pad(t, by))
+        return keras.layers.Lambda(lambda t: periodic_pad(t, by))
 
     def block(x, filters):
         x = keras.layers.Conv2D(filters, 3, use_bias=False)(pad(1)(x))

@@ -25,7 +25,6 @@ import numpy as np
 
 import magsr_tf
 import magsr_tf.data.cluster as dask_cluster
-from magsr_tf import RATIOS
 from magsr_tf.data.annealing import Progress, local_rows, physics_modules
 from magsr_tf.data.format import KINDS, partial_path
 from magsr_tf.data.lr_images import lr_rows
@@ -38,6 +37,7 @@ from magsr_tf.data.resume import (
     write_chunk,
 )
 from magsr_tf.errors import MagsrError
+from magsr_tf.ops.kernels import RATIOS
 
 logger = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -434,7 +435,7 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
                 f"no evaluated model among {', '.join(config.models)} in {models_dir}; "
                 "run `magsr-tf reproduce` or `magsr-tf evaluate`"
             )
-        _write_text(out, "\n".join([TABLES_LEGEND, "", *table_lines]).rstrip() + "\n")
+        write_text(out, "\n".join([TABLES_LEGEND, "", *table_lines]).rstrip() + "\n")
         return {"report": str(out), "models": shipped, "experiments": []}
     lines = [
         "# magsr-tf report",
@@ -481,19 +482,8 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
         if result:
             experiments.append(str(path))
             lines += [*crossfeed_section(result, base, path.parent), ""]
-    _write_text(out, "\n".join(lines).rstrip() + "\n")
+    write_text(out, "\n".join(lines).rstrip() + "\n")
     return {"report": str(out), "models": models, "experiments": experiments}
-
-
-def _write_text(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def noise_table(result: dict) -> tuple[list[str], list[list[str]]]:

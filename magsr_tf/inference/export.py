@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import apply_umask, write_bytes, write_text
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def export_saved_model(
         archive.write_out(str(tmp), verbose=False)
         (tmp / METADATA_DIR).mkdir(exist_ok=True)
         (tmp / METADATA_DIR / METADATA_FILE).write_text(json.dumps(info, indent=2))
+        apply_umask(tmp)  # mkdtemp makes 0700: TF Serving may run as another user
         _replace_dir(tmp, target, overwrite)
     finally:
         if tmp.exists():
@@ -231,9 +233,7 @@ def export_tflite(source, out_path: Path, overwrite: bool = False) -> Path:
         except Exception as exc:  # converter errors are long multi-line MLIR dumps
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MagsrError(f"TFLite conversion of {saved_model} failed: {first}") from exc
-        tmp = Path(scratch) / out_path.name
-        tmp.write_bytes(flatbuffer)
-        os.replace(tmp, out_path)
+        write_bytes(out_path, flatbuffer)
     logger.info("wrote TFLite %s (%d bytes)", out_path, out_path.stat().st_size)
     return out_path
 
@@ -331,15 +331,7 @@ def write_models_config(
     text = models_config_text(root, base_path, names)
     if not text.strip():
         logger.warning("no SavedModel under %s: models.config lists no model", root)
-    target = root / MODELS_CONFIG
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-models-", suffix=".config")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    target = write_text(root / MODELS_CONFIG, text)
     logger.info("wrote %s", target)
     return target
 

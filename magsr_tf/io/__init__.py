@@ -1,0 +1,31 @@
+"""Files: atomic writers, pictures as spin maps, checked LR inputs. No TensorFlow at import.
+"""
+
+from magsr_tf.lazy import lazy_exports
+
+_EXPORTS = {
+    "InputBatch": "magsr_tf.io.inputs",
+    "apply_umask": "magsr_tf.io.writers",
+    "as_lr_batch": "magsr_tf.io.inputs",
+    "atomic_path": "magsr_tf.io.writers",
+    "check_lr_values": "magsr_tf.io.inputs",
+    "current_umask": "magsr_tf.io.writers",
+    "images_to_spins": "magsr_tf.io.pictures",
+    "is_image_path": "magsr_tf.io.pictures",
+    "load_inputs": "magsr_tf.io.inputs",
+    "normalize_component": "magsr_tf.io.pictures",
+    "read_h5": "magsr_tf.io.inputs",
+    "read_image": "magsr_tf.io.pictures",
+    "read_npy": "magsr_tf.io.inputs",
+    "spins_to_uint8": "magsr_tf.io.pictures",
+    "to_jsonable": "magsr_tf.io.writers",
+    "write_bytes": "magsr_tf.io.writers",
+    "write_figure": "magsr_tf.io.writers",
+    "write_json": "magsr_tf.io.writers",
+    "write_npy": "magsr_tf.io.writers",
+    "write_png": "magsr_tf.io.pictures",
+    "write_text": "magsr_tf.io.writers",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

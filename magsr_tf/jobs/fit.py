@@ -9,7 +9,6 @@ next to grid-aligned interpolation.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from magsr_tf import __version__
 from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import atomic_path
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.priors.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
 from magsr_tf.training.train import TrainConfig, train_h5
-from magsr_tf.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +302,8 @@ def git_commit() -> str | None:
 
 
 def _save_keras_atomic(sr_model, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.keras")
-    sr_model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # ends in .keras, as Keras requires
+        sr_model.save(tmp)
 
 
 def fit(config: FitConfig, progress: Progress | None = None) -> dict:

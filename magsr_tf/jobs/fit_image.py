@@ -40,7 +40,7 @@ from magsr_tf.evaluation.metrics import pearson
 from magsr_tf.inference.tiling import tiled_apply
 from magsr_tf.io.pictures import HIGH_PERCENTILE, LOW_PERCENTILE, images_to_spins, write_png
 from magsr_tf.io.writers import atomic_path, write_json, write_npy
-from magsr_tf.ops.downsample import RATIOS
+from magsr_tf.ops.kernels import RATIOS
 
 logger = logging.getLogger(__name__)
 

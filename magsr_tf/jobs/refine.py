@@ -13,7 +13,7 @@ from magsr_tf.inference.apply import apply_model
 from magsr_tf.io.inputs import load_inputs
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
-from magsr_tf.ops.downsample import RATIOS
+from magsr_tf.ops.kernels import RATIOS
 from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 from magsr_tf.priors.refine import Progress, RefineConfig, RefineResult, describe, refine
 

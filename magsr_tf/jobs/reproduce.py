@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from magsr_tf import __version__
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.writers import write_json
-from magsr_tf.version import __version__
 
 logger = logging.getLogger(__name__)
 

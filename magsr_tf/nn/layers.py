@@ -12,13 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from magsr_tf.ops.downsample import (
-    PAD,
-    PADDING_MODES,
-    downsample_matrix,
-    gaussian_kernel,
-)
+from magsr_tf.ops.downsample import downsample_matrix
 from magsr_tf.ops.interpolation import kernel
+from magsr_tf.ops.kernels import PAD, PADDING_MODES, gaussian_kernel
 
 _PACKAGE = "magsr_tf"
 
@@ -66,10 +62,12 @@ def pad2d(x, pad: int, mode: str, training: bool = False):
     h, w = x.shape[1], x.shape[2]
     if training and h is not None and w is not None and min(h, w) >= 2 * pad:
         return _periodic_pad_folded_grad(x, pad)
-    return _periodic_pad(x, pad)
+    return periodic_pad(x, pad)
 
 
-def _periodic_pad(x, pad: int):
+def periodic_pad(x, pad: int):
+    """Wraps ``pad`` pixels of the opposite edges around ``[n, h, w, C]`` (slice + concatenate:
+    TFLite has no builtin ``tf.roll``); plain autodiff."""
     x = ops.concatenate([x[:, -pad:], x, x[:, :pad]], axis=1)
     return ops.concatenate([x[:, :, -pad:], x, x[:, :, :pad]], axis=2)
 
@@ -86,7 +84,7 @@ def _fold(g, pad: int, axis: int, n: int):
 
 
 def _periodic_pad_folded_grad(x, pad: int):
-    # Same values as _periodic_pad, but with the adjoint written out: autodiff of
+    # Same values as periodic_pad, but with the adjoint written out: autodiff of
     # slice + concatenate builds one zero-padded full-size tensor per slice and
     # sums them, which cost more than the convolutions' own backward pass on CPU.
     h, w = x.shape[1], x.shape[2]
@@ -98,7 +96,7 @@ def _periodic_pad_folded_grad(x, pad: int):
             with keras.name_scope("periodic_pad_adjoint"):  # named in profiles
                 return _fold(_fold(g, pad, 2, w), pad, 1, h)
 
-        return _periodic_pad(x, pad), grad
+        return periodic_pad(x, pad), grad
 
     return padded(x)
 
@@ -221,7 +219,7 @@ class _FixedResampling(keras.layers.Layer):
 class GaussianDownsample(_FixedResampling):
     """The fixed resolution-lowering layer: pad 11, depthwise 23x23 Gaussian, stride r.
 
-    Its kernel is :func:`magsr_tf.ops.downsample.gaussian_kernel`, the one that made
+    Its kernel is :func:`magsr_tf.ops.kernels.gaussian_kernel`, the one that made
     the LR datasets, held as a non-trainable weight, so LR pixel k samples SR
     pixel k*r exactly as in :func:`magsr_tf.ops.downsample.downsample`.
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import keras
 
-from magsr_tf.ops.downsample import RATIOS
 from magsr_tf.errors import MagsrError
 from magsr_tf.nn.batchnorm import FastBatchNormalization
 from magsr_tf.nn.layers import (
@@ -29,6 +28,7 @@ from magsr_tf.nn.layers import (
     UnitSpin,
     UpsampleConv2D,
 )
+from magsr_tf.ops.kernels import RATIOS
 
 UPSAMPLING_FILTERS = {4: (16, 8), 8: (32, 16, 8), 16: (48, 32, 16, 8)}
 EXPANDER_LAYERS = 4

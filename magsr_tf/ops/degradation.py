@@ -35,6 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from magsr_tf.errors import MagsrError
+from magsr_tf.ops.kernels import (
+    KERNEL_SIZE,
+    PADDING_MODES,
+    apply_separable,
+    gaussian_kernel_1d,
+    gaussian_matrix,
+    source_index,
+)
 
 KINDS = ("gaussian", "box", "psf")
 DEFAULT_SIGMA = 1.0
@@ -115,8 +123,6 @@ class Degradation:
         Raises:
             MagsrError: a PSF, or a box without a width and without a ratio.
         """
-        from magsr_tf.ops.downsample import KERNEL_SIZE, gaussian_kernel_1d
-
         if self.kind == "gaussian":
             half = max(KERNEL_SIZE // 2, math.ceil(_GAUSSIAN_REACH * self.sigma))
             return gaussian_kernel_1d(2 * half + 1, self.sigma)
@@ -238,8 +244,6 @@ def parse_degradation(spec: str | Degradation | dict | None) -> Degradation:
 
 def _source_rows(n: int, ratio: int, offsets: np.ndarray, padding: str) -> np.ndarray:
     """Native indices ``[n // ratio, len(offsets)]`` read by each LR sample, padding folded in."""
-    from magsr_tf.ops.downsample import PADDING_MODES, _source_index
-
     if padding not in PADDING_MODES:
         raise MagsrError(f"padding must be one of {PADDING_MODES}. Received: padding={padding!r}")
     if padding == "reflect" and n < 2:
@@ -247,7 +251,7 @@ def _source_rows(n: int, ratio: int, offsets: np.ndarray, padding: str) -> np.nd
     if n % ratio:
         raise MagsrError(f"image size {n} is not divisible by the ratio. Received: ratio={ratio}")
     centres = np.arange(n // ratio) * ratio
-    return _source_index(centres[:, None] + offsets[None, :], n, padding)
+    return source_index(centres[:, None] + offsets[None, :], n, padding)
 
 
 def operator_1d(n: int, ratio: int, degradation: Degradation, padding: str = "reflect"):
@@ -329,18 +333,23 @@ def degrade(
 
     The default degradation gives exactly :func:`magsr_tf.ops.downsample.downsample`.
     """
-    from magsr_tf.ops.downsample import downsample
-
     degradation = parse_degradation(degradation)
     native = np.asarray(native)
     if native.ndim == 2:
         return degrade(native[..., None], ratio, degradation, padding)[..., 0]
-    if degradation.separable:
-        return downsample(native, ratio, padding=padding, degradation=degradation)
     squeeze = native.ndim == 3
     batch = native[None] if squeeze else native
     if batch.ndim != 4:
         raise MagsrError(f"expected maps shaped [n, H, W, C]. Received: shape={native.shape}")
+    if degradation.separable:
+        h, w = batch.shape[1:3]
+        if degradation.is_default:
+            wy, wx = gaussian_matrix(h, ratio, padding), gaussian_matrix(w, ratio, padding)
+        else:
+            wy = operator_1d(h, ratio, degradation, padding)
+            wx = operator_1d(w, ratio, degradation, padding)
+        out = apply_separable(batch, wy, wx)
+        return out[0] if squeeze else out
     op = DegradationOperator(batch.shape[1:3], ratio, degradation, padding)
     out = np.stack(
         [

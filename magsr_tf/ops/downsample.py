@@ -15,39 +15,19 @@ from __future__ import annotations
 import numpy as np
 
 from magsr_tf.errors import MagsrError
-
-RATIOS = (4, 8, 16)
-"""Super-resolution ratios of the paper's architecture (one up-sampling block per factor 2)."""
-KERNEL_SIZE = 23
-SIGMA = 1.0
-PAD = KERNEL_SIZE // 2
-PADDING_MODES = ("periodic", "reflect")
-
-
-def gaussian_kernel_1d(size: int = KERNEL_SIZE, sigma: float = SIGMA) -> np.ndarray:
-    """Normalized 1-D Gaussian taps, shape ``[size]``, float64."""
-    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    return g / g.sum()
-
-
-def gaussian_kernel(size: int = KERNEL_SIZE, sigma: float = SIGMA) -> np.ndarray:
-    """Normalized 2-D Gaussian kernel, shape ``[size, size]``, float64, sums to 1.
-
-    The 2-D Gaussian is separable, so it is the outer product of the 1-D taps.
-    """
-    g = gaussian_kernel_1d(size, sigma)
-    return np.outer(g, g)
-
-
-def _source_index(i: np.ndarray, n: int, padding: str) -> np.ndarray:
-    """Map (possibly out-of-range) HR indices onto ``[0, n)`` for a padding mode."""
-    if padding == "periodic":
-        return np.mod(i, n)
-    # 'reflect' mirrors about the edge pixel without repeating it (numpy/TF REFLECT).
-    period = 2 * (n - 1)
-    j = np.mod(i, period)
-    return np.where(j < n, j, period - j)
+from magsr_tf.ops.degradation import degrade, operator_1d, parse_degradation
+from magsr_tf.ops.kernels import (  # noqa: F401  (RATIOS ... PADDING_MODES: the operator's constants)
+    KERNEL_SIZE,
+    PAD,
+    PADDING_MODES,
+    RATIOS,
+    SIGMA,
+    apply_separable,
+    check_ratio,
+    gaussian_kernel,
+    gaussian_kernel_1d,
+    gaussian_matrix,
+)
 
 
 def downsample_matrix(
@@ -61,34 +41,12 @@ def downsample_matrix(
     ``degradation`` (a spec or :class:`magsr_tf.ops.degradation.Degradation`,
     separable) replaces the sigma = 1 Gaussian; None keeps it.
     """
-    _check_ratio(n_hr, ratio)
+    check_ratio(n_hr, ratio)
     if degradation is not None:
-        from magsr_tf.ops.degradation import operator_1d, parse_degradation
-
         degradation = parse_degradation(degradation)
         if not degradation.is_default:
             return operator_1d(n_hr, ratio, degradation, padding)
-    if padding not in PADDING_MODES:
-        raise MagsrError(f"padding must be one of {PADDING_MODES}. Received: padding={padding!r}")
-    if padding == "reflect" and n_hr < 2:
-        raise MagsrError(f"reflect padding needs at least 2 pixels. Received: size={n_hr}")
-    g = gaussian_kernel_1d()
-    n_lr = n_hr // ratio
-    w = np.zeros((n_lr, n_hr), dtype=np.float64)
-    offsets = np.arange(KERNEL_SIZE) - PAD
-    for k in range(n_lr):
-        cols = _source_index(k * ratio + offsets, n_hr, padding)
-        np.add.at(w[k], cols, g)
-    return w
-
-
-def _check_ratio(n_hr: int, ratio: int) -> None:
-    if not isinstance(ratio, (int, np.integer)) or ratio < 1:
-        raise MagsrError(f"ratio must be a positive integer. Received: ratio={ratio!r}")
-    if n_hr % ratio:
-        raise MagsrError(
-            f"image size {n_hr} is not divisible by the ratio. Received: ratio={ratio}"
-        )
+    return gaussian_matrix(n_hr, ratio, padding)
 
 
 def downsample(
@@ -117,8 +75,6 @@ def downsample(
     if hr.ndim != 4:
         raise MagsrError(f"expected maps shaped [n, H, W, C]. Received: shape={hr.shape}")
     if degradation is not None:
-        from magsr_tf.ops.degradation import degrade, parse_degradation
-
         degradation = parse_degradation(degradation)
         if not degradation.separable:
             out = degrade(hr, ratio, degradation, padding)
@@ -126,8 +82,7 @@ def downsample(
     _, h, w, _ = hr.shape
     wy = downsample_matrix(h, ratio, padding, degradation)
     wx = wy if w == h else downsample_matrix(w, ratio, padding, degradation)
-    lr = np.einsum("ki,nijc,lj->nklc", wy, hr.astype(np.float64), wx, optimize=True)
-    lr = lr.astype(np.float32)
+    lr = apply_separable(hr, wy, wx)
     return lr[0] if squeeze else lr
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.fft
 
 from magsr_tf.errors import MagsrError
-from magsr_tf.physics import _numpy_backend as npb
+from magsr_tf.physics import numpy_backend as npb
 from magsr_tf.physics.hamiltonian import (
     TypeI,
     TypeII,
@@ -207,7 +207,7 @@ class _DipolarFFT:
         return np.ascontiguousarray(field.transpose(1, 2, 0), dtype=np.float64)
 
 
-def _field_source(ham, lattice):
+def field_source(ham, lattice):
     """Callable giving the frozen external (dipolar) field for a kernel call, and its flag."""
     if isinstance(ham, TypeII):
         return _DipolarFFT(ham, lattice), True
@@ -215,8 +215,10 @@ def _field_source(ham, lattice):
     return (lambda s: no_field), False
 
 
-def _numba_sweep(s, beta, ham, schedule_over_relax, state, field, use_field):
-    from magsr_tf.physics import _numba_kernels as nk
+def numba_sweep(s, beta, ham, schedule_over_relax, state, field, use_field):
+    """One annealing sweep of one float64 configuration ``s[L, L, 3]`` with the numba kernels:
+    heat bath on both sublattices, then ``schedule_over_relax`` over-relaxation sweeps."""
+    from magsr_tf.physics import numba_kernels as nk
 
     J, D, dmi, K = _numba_params(ham)
     for parity in (0, 1):
@@ -226,23 +228,24 @@ def _numba_sweep(s, beta, ham, schedule_over_relax, state, field, use_field):
             nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, field(s), use_field, state)
 
 
-def _anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
-    from magsr_tf.physics import _numba_kernels as nk
+def anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
+    """Anneals one configuration ``[L, L, 3]`` with the numba backend, then relaxes it."""
+    from magsr_tf.physics import numba_kernels as nk
 
     s = npb.random_state(rng, lattice)
     state = nk.seed_state(rng)
-    field, use_field = _field_source(ham, lattice)
+    field, use_field = field_source(ham, lattice)
     for temperature in schedule.temperatures():
-        _numba_sweep(s, 1.0 / temperature, ham, schedule.over_relax, state, field, use_field)
-    return _relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)[0]
+        numba_sweep(s, 1.0 / temperature, ham, schedule.over_relax, state, field, use_field)
+    return relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)[0]
 
 
-def _relax_one_numba(s, ham, tol, max_sweeps) -> tuple[np.ndarray, int]:
+def relax_one_numba(s, ham, tol, max_sweeps) -> tuple[np.ndarray, int]:
     """Relax one float64 configuration in place; returns it and the number of sweeps used."""
-    from magsr_tf.physics import _numba_kernels as nk
+    from magsr_tf.physics import numba_kernels as nk
 
     J, D, dmi, K = _numba_params(ham)
-    field, use_field = _field_source(ham, s.shape[0])
+    field, use_field = field_source(ham, s.shape[0])
     if max_torque(s[None].astype(np.float32), ham)[0] < tol:
         return s, 0
     sweeps_done = 0
@@ -347,7 +350,7 @@ def relax(
         raise MagsrError(f"tol must be > 0. Received: tol={tol}")
     if resolve_backend(backend) == "numba":
         out = np.stack(
-            [_relax_one_numba(np.array(s, dtype=np.float64), ham, tol, max_iter)[0] for s in spins]
+            [relax_one_numba(np.array(s, dtype=np.float64), ham, tol, max_iter)[0] for s in spins]
         )
     else:
         out = _relax_numpy(spins, ham, tol, max_iter)
@@ -363,7 +366,7 @@ def _finish(spins: np.ndarray) -> np.ndarray:
 def _anneal_chunk(ham, rngs, lattice, schedule, backend) -> np.ndarray:
     """Anneal the configurations of one chunk (runs in a worker process or in-process)."""
     if backend == "numba":
-        states = [_anneal_one_numba(ham, rng, lattice, schedule) for rng in rngs]
+        states = [anneal_one_numba(ham, rng, lattice, schedule) for rng in rngs]
         return _finish(np.stack(states))
     return _finish(_anneal_batch_numpy(ham, rngs, lattice, schedule))
 
@@ -472,13 +475,13 @@ def thermal_energies(
                     npb.over_relax_half_sweep(q, parity, beta, ham, rngs)
             out[:, k] = energy_per_spin(npb.from_quarters(q), ham)
         return out
-    from magsr_tf.physics import _numba_kernels as nk
+    from magsr_tf.physics import numba_kernels as nk
 
-    field, use_field = _field_source(ham, lattice)
+    field, use_field = field_source(ham, lattice)
     for i, rng in enumerate(rngs):
         s = npb.random_state(rng, lattice)
         state = nk.seed_state(rng)
         for k in range(sweeps):
-            _numba_sweep(s, beta, ham, over_relax, state, field, use_field)
+            numba_sweep(s, beta, ham, over_relax, state, field, use_field)
             out[i, k] = energy_per_spin(s[None], ham)[0]
     return out

@@ -34,7 +34,7 @@ import numpy as np
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.inputs import check_lr_values
 from magsr_tf.nn.energy import SpinEnergy
-from magsr_tf.ops.downsample import RATIOS
+from magsr_tf.ops.kernels import RATIOS
 from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
 
 log = logging.getLogger(__name__)

@@ -37,6 +37,7 @@ import numpy as np
 
 from magsr_tf.data.pipeline import ArraySource, H5Source, batches
 from magsr_tf.errors import MagsrError
+from magsr_tf.io.writers import write_json
 from magsr_tf.nn.model import ModelConfig, build_models
 
 log = logging.getLogger(__name__)
@@ -531,7 +532,4 @@ def _load_history(out_dir) -> list[dict]:
 
 
 def _save_history(out_dir, history: list[dict]) -> None:
-    path = _history_path(out_dir)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(history, indent=2))
-    os.replace(tmp, path)
+    write_json(_history_path(out_dir), history, indent=2)

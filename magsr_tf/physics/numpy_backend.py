@@ -1,7 +1,7 @@
 """Vectorized NumPy annealer: checkerboard heat bath / over-relaxation batched over configurations.
 
 Private backend of `magsr_tf.physics.anneal` (backend "numpy"), the reference design: NumPy only,
-many configurations updated at once. Same moves as the numba kernels (`_numba_kernels`), not the
+many configurations updated at once. Same moves as the numba kernels (`numba_kernels`), not the
 same random stream.
 
 Layout: a batch ``[n, L, L, 3]`` is held as four contiguous "quarters" ``q[4, 3, n, m, m]``
