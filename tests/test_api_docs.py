@@ -131,3 +131,16 @@ def test_every_shipped_model_loads_through_the_api(tf_modules):
     assert len(folders) >= 5
     for folder in folders:
         assert magsr_tf.load_model(folder).output_shape[-1] == 3
+
+
+def test_local_predictor_checks_what_tensorflow_would_abort_on(tf_modules):
+    _, magsr_tf = tf_modules
+    from magsr_tf.inference.predictor import LocalPredictor
+
+    predictor = LocalPredictor(ROOT / "saved_models/typeI_x8")
+    lr = _lr((8, 8, 3))
+    assert predictor(lr).shape == (64, 64, 3)
+    np.testing.assert_allclose(predictor(lr[None])[0], predictor(lr), atol=1e-6)
+    for bad in (np.full((8, 8, 3), np.nan, np.float32), np.zeros((8, 8, 2), np.float32)):
+        with pytest.raises(magsr_tf.MagsrError):
+            predictor(bad)

@@ -16,6 +16,7 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.tiling import TILE, TILE_MARGIN, tiled_apply
+from magsr_tf.io.inputs import as_lr_batch
 
 
 class LocalPredictor:
@@ -50,8 +51,24 @@ class LocalPredictor:
         self.max_values = None
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
+        """SR of ``[n, h, w, C]`` LR maps (``[h, w, C]`` gives ``[H, W, C]``).
+
+        Raises:
+            MagsrError: a shape, component count or value the model cannot take
+                (checked here: TensorFlow aborts the process on some of them).
+        """
         import tensorflow as tf
 
+        array = np.asarray(lr)
+        batch, single = as_lr_batch(array, f"LR input {array.shape}")
+        if self.channels is not None and batch.shape[-1] != self.channels:
+            raise MagsrError(
+                f"the model {self.path} takes {self.channels} component(s). "
+                f"Received: shape={array.shape}"
+            )
+        if single:
+            return self(batch)[0]
+        lr = batch
         try:
             out = self._fn(**{self.input_name: tf.constant(lr, dtype=tf.float32)})
         except (tf.errors.OpError, ValueError, TypeError) as exc:

@@ -115,6 +115,19 @@ def model_start(init, ratio: int | None, hamiltonian, models_root: Path):
     return init_fn, own_ratio, hamiltonian, name
 
 
+def record(result: RefineResult, ratio: int, init_name: str, ham, config: RefineConfig) -> dict:
+    """The JSON-able record of one refinement (``NAME_refine.json`` without its input)."""
+    return {
+        "ratio": ratio,
+        "init": init_name,
+        **describe(ham, config),
+        "seconds": result.seconds,
+        "energy_per_spin": result.energy_per_spin,
+        "lr_misfit": result.lr_misfit,
+        "history": result.history,
+    }
+
+
 def _input_hamiltonian(spec: str):
     """The Hamiltonian recorded in an HDF5 input's file, or None."""
     from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian
@@ -177,17 +190,7 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
         write_npy(targets[0], result.sr[0] if batch.single else result.sr)
         write_png(targets[1], result.sr[0])
         write_json(
-            targets[2],
-            {
-                "input": batch.source,
-                "ratio": ratio,
-                "init": init_name,
-                **describe(ham, job.config),
-                "seconds": result.seconds,
-                "energy_per_spin": result.energy_per_spin,
-                "lr_misfit": result.lr_misfit,
-                "history": result.history,
-            },
+            targets[2], {"input": batch.source, **record(result, ratio, init_name, ham, job.config)}
         )
         outputs.append(RefineOutput(batch.name, result, targets))
     return outputs
@@ -250,13 +253,4 @@ def refine_array(
         raise MagsrError("give hamiltonian= ('typeI', 'typeII', a JSON file or a dict)")
     ham = resolve_hamiltonian(hamiltonian)
     result = refine(batch, ratio, ham, init=init_fn, config=config, progress=progress)
-    record = {
-        "ratio": ratio,
-        "init": init_name,
-        **describe(ham, config),
-        "seconds": result.seconds,
-        "energy_per_spin": result.energy_per_spin,
-        "lr_misfit": result.lr_misfit,
-        "history": result.history,
-    }
-    return (result.sr[0] if single else result.sr), record
+    return (result.sr[0] if single else result.sr), record(result, ratio, init_name, ham, config)
