@@ -16,7 +16,6 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.tiling import TILE, TILE_MARGIN, tiled_apply
-from magsr_tf.io.inputs import as_lr_batch
 
 
 class LocalPredictor:
@@ -56,18 +55,27 @@ class LocalPredictor:
         Raises:
             MagsrError: a shape, component count or value the model cannot take
                 (checked here: TensorFlow aborts the process on some of them).
+                Vector lengths are not checked (see the comment below).
         """
         import tensorflow as tf
 
         array = np.asarray(lr)
-        batch, single = as_lr_batch(array, f"LR input {array.shape}")
-        if self.channels is not None and batch.shape[-1] != self.channels:
+        if array.ndim == 3:
+            return self(array[None])[0]
+        # Shape and finiteness only: a picture's three normalized components may
+        # exceed |m| = 1, and the commands check lengths where they apply.
+        if array.ndim != 4 or array.shape[0] < 1 or min(array.shape[1:3]) < 1:
+            raise MagsrError(
+                f"expected LR maps [n, h, w, C] or [h, w, C]. Received: shape={array.shape}"
+            )
+        if self.channels is not None and array.shape[-1] != self.channels:
             raise MagsrError(
                 f"the model {self.path} takes {self.channels} component(s). "
                 f"Received: shape={array.shape}"
             )
-        if single:
-            return self(batch)[0]
+        if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
+            raise MagsrError(f"LR input {array.shape} is not numeric or contains NaN or inf")
+        batch = array
         lr = batch
         try:
             out = self._fn(**{self.input_name: tf.constant(lr, dtype=tf.float32)})
