@@ -62,6 +62,17 @@ def run_cli(
     )
 
 
+def start_cli(args, cwd) -> subprocess.Popen:
+    """The installed CLI started in the background (stderr kept as text), to interrupt it."""
+    return subprocess.Popen(
+        cli_command() + list(args),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def call_main(monkeypatch, capsys, *args):
     """Runs ``magsr-tf ARGS`` in this process through ``main()``.
 

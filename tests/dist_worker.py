@@ -30,7 +30,9 @@ def main() -> None:
 
     from magsr_tf.nn.model import ModelConfig
     from magsr_tf.ops.downsample import downsample
-    from magsr_tf.training.train import TrainConfig, build_strategy, train_arrays
+    from magsr_tf.training.config import TrainConfig
+    from magsr_tf.training.distribute import build_strategy
+    from magsr_tf.training.train import train_arrays
 
     rng = np.random.default_rng(SEED)
     # Smooth random unit-vector textures: low-pass filtered noise, normalized.

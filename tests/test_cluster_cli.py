@@ -23,6 +23,7 @@ from conftest import (
     free_port,
     rows_done,
     run_cli,
+    start_cli,
 )
 
 distributed = pytest.importorskip("distributed")
@@ -186,13 +187,7 @@ def test_interrupted_client_resumes_with_no_gap_or_duplicate(reference, tmp_path
     out = tmp_path / "interrupted.h5"
     partial = partial_path(out)
     args = ARGS + ["--cluster", "local:2", "--out", str(out)]
-    proc = subprocess.Popen(
-        cli_command() + args,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(args, tmp_path)
     try:
         _wait_for(
             lambda: proc.poll() is not None or bool(partial.exists() and rows_done(partial)),
@@ -267,13 +262,7 @@ def test_lost_scheduler_fails_with_one_line_and_keeps_the_rows(reference, tmp_pa
         _wait_for(lambda: set(doomed.names()) == {"only"}, "the worker")
         doomed.client.close()
         doomed.client = None
-        proc = subprocess.Popen(
-            cli_command() + ARGS + ["--cluster", doomed.address, "--out", str(out)],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli(ARGS + ["--cluster", doomed.address, "--out", str(out)], tmp_path)
         try:
             _wait_for(
                 lambda: proc.poll() is not None or bool(partial.exists() and rows_done(partial)),

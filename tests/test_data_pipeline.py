@@ -85,7 +85,7 @@ def test_training_pipelines_run_without_tf_data_autotuning():
     # autotuning thread (TF 2.21): the training and benchmark pipelines turn it off.
     import tensorflow as tf
 
-    from magsr_tf.training.train import without_autotune
+    from magsr_tf.training.distribute import without_autotune
 
     ds = without_autotune(tf.data.Dataset.range(3).prefetch(2))
     assert ds.options().autotune.enabled is False

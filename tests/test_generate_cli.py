@@ -17,6 +17,7 @@ from conftest import (
     file_digest,
     rows_done,
     run_cli,
+    start_cli,
 )
 
 from magsr_tf.data.format import open_info, partial_path
@@ -48,13 +49,7 @@ def test_killed_run_is_readable_and_resumes_to_identical_data(reference, tmp_pat
     out = tmp_path / "killed.h5"
     partial = partial_path(out)
     args = ARGS + ["--out", str(out)]
-    proc = subprocess.Popen(
-        cli_command() + args,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(args, tmp_path)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:

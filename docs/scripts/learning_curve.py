@@ -68,7 +68,8 @@ def run_curve(args) -> None:
     from magsr_tf.inference.apply import apply_model
     from magsr_tf.jobs.fit import git_commit
     from magsr_tf.nn.model import ModelConfig
-    from magsr_tf.training.train import TrainConfig, train_h5
+    from magsr_tf.training.config import TrainConfig
+    from magsr_tf.training.train import train_h5
 
     recipe = json.loads((Path(args.model) / "train_config.json").read_text())
     if args.epochs:

@@ -17,7 +17,8 @@ from magsr_tf.evaluation import metrics
 from magsr_tf.inference.apply import apply_model
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
-from magsr_tf.training.train import TrainConfig, train_h5
+from magsr_tf.training.config import TrainConfig
+from magsr_tf.training.train import train_h5
 
 STEPS, EPOCHS, RATIO = 150, 6, 8
 DEFAULT_SEED = 0

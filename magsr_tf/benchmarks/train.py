@@ -122,7 +122,8 @@ def benchmark_step(config: ModelConfig, batch: int, reference: bool = False):
     import keras
     import tensorflow as tf
 
-    from magsr_tf.training.train import make_train_step, without_autotune
+    from magsr_tf.training.distribute import without_autotune
+    from magsr_tf.training.train import make_train_step
 
     if reference:
         training_model = build_reference_training_model(config.ratio, config.channels)

@@ -26,6 +26,7 @@ _EXPORTS = {
     "prepare_fit_data": "magsr_tf.jobs.fit_image",
     "quick_dataset_path": "magsr_tf.jobs.fit",
     "read_state": "magsr_tf.jobs.reproduce",
+    "record": "magsr_tf.jobs.refine",
     "refine_array": "magsr_tf.jobs.refine",
     "run_refine": "magsr_tf.jobs.refine",
     "score_against_truth": "magsr_tf.jobs.fit_image",

@@ -257,7 +257,8 @@ def prepare_fit_data(config: FitImageConfig) -> tuple[np.ndarray, np.ndarray | N
 
 def _default_train(patches: np.ndarray, config: FitImageConfig, progress):
     from magsr_tf.nn.model import ModelConfig
-    from magsr_tf.training.train import TrainConfig, train_arrays
+    from magsr_tf.training.config import TrainConfig
+    from magsr_tf.training.train import train_arrays
 
     train_config = TrainConfig(
         model=ModelConfig(
@@ -304,7 +305,7 @@ def fit_image(
         progress: training progress callback, passed to the trainer.
         train_fn: ``(patches, config, progress) -> (sr_model, history)``;
             default: :func:`magsr_tf.training.train.train_arrays` with a matching
-            :class:`~magsr_tf.training.train.TrainConfig`.
+            :class:`~magsr_tf.training.config.TrainConfig`.
 
     Returns:
         The SR map and the written files (see :class:`FitImageResult`).

@@ -8,6 +8,7 @@ from magsr_tf.lazy import lazy_exports
 _EXPORTS = {
     "BACKENDS": "magsr_tf.physics.anneal",
     "DEFAULT_BATCH": "magsr_tf.physics.anneal",
+    "POLL_SECONDS": "magsr_tf.physics.workers",
     "Schedule": "magsr_tf.physics.anneal",
     "TypeI": "magsr_tf.physics.hamiltonian",
     "TypeII": "magsr_tf.physics.hamiltonian",
@@ -21,6 +22,7 @@ _EXPORTS = {
     "domain_wall_length": "magsr_tf.physics.observables",
     "energy": "magsr_tf.physics.hamiltonian",
     "energy_per_spin": "magsr_tf.physics.hamiltonian",
+    "exit_with_parent": "magsr_tf.physics.workers",
     "hamiltonian_attrs": "magsr_tf.physics.hamiltonian",
     "hamiltonian_from_attrs": "magsr_tf.physics.hamiltonian_io",
     "hamiltonian_to_json": "magsr_tf.physics.hamiltonian_io",
@@ -32,6 +34,7 @@ _EXPORTS = {
     "resolve_backend": "magsr_tf.physics.anneal",
     "resolve_hamiltonian": "magsr_tf.physics.hamiltonian_io",
     "schedule_attrs": "magsr_tf.physics.anneal",
+    "spawn_pool": "magsr_tf.physics.workers",
     "structure_factor": "magsr_tf.physics.observables",
     "structure_factor_2d": "magsr_tf.physics.observables",
     "structure_factor_peak": "magsr_tf.physics.observables",

@@ -29,8 +29,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,235 +36,11 @@ import numpy as np
 from magsr_tf.data.pipeline import ArraySource, H5Source, batches
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.writers import write_json
-from magsr_tf.nn.model import ModelConfig, build_models
+from magsr_tf.nn.model import build_models
+from magsr_tf.training.config import ProgressFn, TrainConfig, TrainResult, learning_rate
+from magsr_tf.training.distribute import build_dataset, build_strategy, is_chief
 
 log = logging.getLogger(__name__)
-
-STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential")
-WARMUP_FRACTION = 0.1
-EXPONENTIAL_FINAL_FRACTION = 0.01
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train.
-
-    Attributes:
-        model: the architecture.
-        epochs: number of epochs.
-        steps_per_epoch: optimizer steps per epoch; None means one pass over the
-            training images (at least one step).
-        batch_size: global batch size (split across replicas).
-        learning_rate: Adam learning rate (the paper: 0.01, fixed).
-        schedule: "constant" (the paper), "cosine" decay to zero over the run, or
-            "warmup_cosine" (linear warm-up from 0 to ``learning_rate`` over the
-            first 10% of the steps, then cosine decay to zero), or "exponential"
-            decay to 1% of ``learning_rate`` over the run.
-        augment: random quarter-turn rotations and global spin flips (exact
-            symmetries of both Hamiltonians) and stored sub-pixel phases.
-        seed: seed of weight initialization, data order and augmentation.
-        out_dir: where checkpoints, TensorBoard logs and the history go; None
-            trains in memory only (no resume).
-        strategy: "auto" (multi-worker if TF_CONFIG names several workers,
-            mirrored over GPUs if there are several, else the default),
-            "default", "mirrored" or "multiworker".
-        recalibrate_bn_batches: batches used to re-estimate BatchNorm
-            statistics after training (0: keep the moving averages).
-        physics_weight: w of the energy prior: the loss is
-            MSE(LR in, LR out) + w * E_H(SR) / N (0: the paper's LR-only loss).
-            Still unsupervised: the prior needs the Hamiltonian, never HR data.
-        hamiltonian: the data's Hamiltonian (a JSON-able dict as
-            :func:`magsr_tf.physics.hamiltonian_io.hamiltonian_to_json` writes it); required
-            when ``physics_weight > 0``.
-    """
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 10
-    steps_per_epoch: int | None = None
-    batch_size: int = 32
-    learning_rate: float = 0.01
-    schedule: str = "constant"
-    augment: bool = True
-    seed: int = 0
-    out_dir: Path | None = None
-    strategy: str = "auto"
-    recalibrate_bn_batches: int = 16
-    physics_weight: float = 0.0
-    hamiltonian: dict | None = None
-
-    def __post_init__(self):
-        if self.epochs < 1:
-            raise MagsrError(f"epochs must be >= 1. Received: epochs={self.epochs}")
-        if self.batch_size < 1:
-            raise MagsrError(f"batch_size must be >= 1. Received: batch_size={self.batch_size}")
-        if not self.learning_rate > 0:
-            raise MagsrError(f"learning rate must be > 0. Received: lr={self.learning_rate}")
-        if self.schedule not in SCHEDULES:
-            raise MagsrError(f"schedule must be one of {SCHEDULES}. Received: {self.schedule!r}")
-        if self.strategy not in STRATEGIES:
-            raise MagsrError(
-                f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}"
-            )
-        if not (self.physics_weight >= 0 and math.isfinite(self.physics_weight)):
-            raise MagsrError(
-                f"physics weight must be >= 0. Received: physics_weight={self.physics_weight}"
-            )
-        if self.physics_weight > 0:
-            if self.hamiltonian is None:
-                raise MagsrError(
-                    "the energy prior (physics_weight > 0) needs the data's Hamiltonian"
-                )
-            if self.model.channels != 3:
-                raise MagsrError(
-                    "the energy prior needs 3-component spin maps; use physics_weight=0 for "
-                    f"{self.model.channels}-channel data"
-                )
-            from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
-
-            resolve_hamiltonian(self.hamiltonian)  # fail early on a bad description
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise MagsrError(
-                f"steps_per_epoch must be >= 1. Received: steps_per_epoch={self.steps_per_epoch}"
-            )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["out_dir"] = None if self.out_dir is None else str(self.out_dir)
-        return d
-
-
-@dataclass
-class TrainResult:
-    """What training produced.
-
-    Attributes:
-        sr_model: the trained SR model (LR -> unit-spin SR).
-        training_model: LR -> LR graph sharing the SR model's weights.
-        history: one dict per epoch (loss, SR validation MSE/Corr, seconds, images/s).
-        resumed_from: epoch the run resumed from (0 for a fresh run).
-    """
-
-    sr_model: object
-    training_model: object
-    history: list[dict]
-    resumed_from: int = 0
-
-
-ProgressFn = Callable[[dict], None]
-
-
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def build_strategy(name: str = "auto"):
-    """Returns the ``tf.distribute`` strategy for ``name`` (see :class:`TrainConfig`)."""
-    tf = _tf()
-    if name == "auto":
-        workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker")
-        if workers and len(workers) > 1:
-            name = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "default"
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if "TF_CONFIG" not in os.environ:
-        raise MagsrError("strategy 'multiworker' needs TF_CONFIG describing the cluster")
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def build_dataset(source, config: TrainConfig, strategy, first_epoch: int = 0):
-    """A distributed, endless dataset of LR batches for ``strategy``.
-
-    Each input pipeline (one per worker) reads a disjoint shard of the blocks and
-    yields per-replica batches.
-    """
-    tf = _tf()
-    h, w, c = source.shape()
-    if c != config.model.channels:
-        raise MagsrError(
-            f"the data have {c} channels but the model expects {config.model.channels}"
-        )
-    if config.batch_size % strategy.num_replicas_in_sync:
-        raise MagsrError(
-            f"batch size {config.batch_size} is not divisible by the "
-            f"{strategy.num_replicas_in_sync} replicas"
-        )
-
-    def dataset_fn(ctx):
-        per_replica = ctx.get_per_replica_batch_size(config.batch_size)
-        local = per_replica * ctx.num_replicas_in_sync // ctx.num_input_pipelines
-
-        def gen():
-            yield from batches(
-                source,
-                local,
-                config.seed,
-                first_epoch=first_epoch,
-                augment_data=config.augment,
-                shard=ctx.input_pipeline_id,
-                n_shards=ctx.num_input_pipelines,
-            )
-
-        ds = tf.data.Dataset.from_generator(
-            gen, output_signature=tf.TensorSpec((local, h, w, c), tf.float32)
-        )
-        if ctx.num_replicas_in_sync // ctx.num_input_pipelines > 1:
-            ds = ds.unbatch().batch(per_replica, drop_remainder=True)
-        return without_autotune(ds.prefetch(2))
-
-    return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def without_autotune(dataset):
-    """``dataset`` with tf.data autotuning off (our pipelines have nothing to tune).
-
-    With autotuning on, freeing the iterator waits for tf.data's autotuning
-    thread, which (TF 2.21) may sleep out its optimization period first: up to
-    60 s. gdb showed the end of ``fit`` stalled that long in about a third of
-    the runs, with the main thread in ``~RootDataset::Iterator`` and the
-    autotuning thread in ``Model::OptimizeLoop``.
-    """
-    tf = _tf()
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
-
-
-def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-    )
-
-
-def _learning_rate(config: TrainConfig, total_steps: int):
-    import keras
-
-    if config.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
-    if config.schedule == "warmup_cosine":
-        warmup = max(1, int(WARMUP_FRACTION * total_steps))
-        return keras.optimizers.schedules.CosineDecay(
-            0.0,
-            max(1, total_steps - warmup),
-            warmup_target=config.learning_rate,
-            warmup_steps=warmup,
-        )
-    if config.schedule == "exponential":
-        return keras.optimizers.schedules.ExponentialDecay(
-            config.learning_rate, total_steps, EXPONENTIAL_FINAL_FRACTION
-        )
-    return config.learning_rate
 
 
 def recalibrate_batchnorm(training_model, lr_batches) -> None:
@@ -325,8 +99,8 @@ def make_train_step(
     energy prior is given), scaled by the global batch size; the optimizer
     all-reduces (sums) the gradients.
     """
-    tf = _tf()
     import keras
+    import tensorflow as tf
 
     variables = training_model.trainable_variables
     with_prior = physics_weight > 0
@@ -380,11 +154,11 @@ def train(
         written every epoch and a rerun with the same configuration resumes
         from the last one.
     """
-    tf = _tf()
     import keras
+    import tensorflow as tf
 
     strategy = build_strategy(config.strategy)
-    chief = _is_chief(strategy)
+    chief = is_chief(strategy)
     n_images = len(source.lr) if isinstance(source, ArraySource) else source.stop
     steps = config.steps_per_epoch or max(1, n_images // config.batch_size)
     total_steps = steps * config.epochs
@@ -392,7 +166,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         sr_model, training_model = build_models(config.model)
-        optimizer = keras.optimizers.Adam(_learning_rate(config, total_steps))
+        optimizer = keras.optimizers.Adam(learning_rate(config, total_steps))
         optimizer.build(training_model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
 
