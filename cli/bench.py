@@ -199,6 +199,30 @@ def models(
     _show("SR inference of the shipped models", rows, json_out)
 
 
+@bench_app.command("memory")
+def memory(
+    model: str = typer.Option("typeI_x8", help="Model name under --models, or a folder."),
+    models_dir: ModelsFolder = Path("saved_models"),
+    sizes: str = typer.Option("1024", help="LR edges, comma-separated (1024 at x8: 8192^2 SR)."),
+    json_out: JsonRows = None,
+) -> None:
+    """Peak RSS of `predict` on a large map vs the SR array's size and a tiny map's peak."""
+    from magsr_tf_cli.output import counting_progress
+
+    from magsr_tf.benchmarks.inference import bench_memory
+
+    try:
+        edges = tuple(int(v) for v in sizes.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected e.g. 512,1024. Received: {sizes!r}") from exc
+    bar, on_progress = counting_progress("bench memory", unit="run")
+    try:
+        rows = bench_memory(model, models_dir, edges, progress=on_progress)
+    finally:
+        bar.stop()
+    _show("Peak memory of predict", rows, json_out)
+
+
 def register(app: typer.Typer) -> None:
     """Add `bench` to `app`."""
     app.add_typer(bench_app, name="bench")

@@ -10,6 +10,7 @@ from magsr_tf_cli.options import (
     InferenceBatchSize,
     ModelPath,
     ModelsFolder,
+    Overwrite,
     RefineSteps,
     TestImages,
 )
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
             True, "--physical/--no-physical", help="Energy, S(q) peak, Q, domain walls."
         ),
         refine_steps: RefineSteps = None,
+        overwrite: Overwrite = False,
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
         from magsr_tf.evaluation.evaluate import EvaluateConfig
@@ -56,6 +58,7 @@ def register(app: typer.Typer) -> None:
             max_images=images or None,
             batch_size=batch_size,
             physical=physical,
+            overwrite=overwrite,
             **({} if refine_steps is None else {"refine_steps": refine_steps}),
         )
         console = output_console()
@@ -108,6 +111,12 @@ def register(app: typer.Typer) -> None:
                 f"Tables 1-2 of {len(result['models'])} model(s): {result['report']}",
                 markup=False,
             )
+            if result.get("partial"):
+                console.print(
+                    "Partial runs (only part of the test split; marked in the tables): "
+                    + ", ".join(result["partial"]),
+                    markup=False,
+                )
             return
         console.print(
             f"Report of {len(result['models'])} model(s) and {len(result['experiments'])} "

@@ -17,7 +17,9 @@ def export(
     version: int = typer.Option(
         None, "--version", help="SavedModel version (default: the newest existing one, or 1)."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rewrite an existing version."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Rewrite an existing version and TFLite file."
+    ),
     root: RootFolder = Path("saved_models"),
     base_path: str = typer.Option(
         "/models",
@@ -27,7 +29,7 @@ def export(
     ),
 ) -> None:
     """Export a trained SR model for TensorFlow Serving and TFLite."""
-    from magsr_tf.inference.export import ExportConfig, export_model
+    from magsr_tf.jobs.export import ExportConfig, export_model
 
     config = ExportConfig(
         model=model,
@@ -43,7 +45,8 @@ def export(
         state = "wrote" if result.saved_model_written else "kept"
         console.print(f"SavedModel ({state}): {result.saved_model}")
     if result.tflite is not None:
-        console.print(f"TFLite: {result.tflite}")
+        state = "wrote" if result.tflite_written else "kept; --overwrite to rewrite"
+        console.print(f"TFLite ({state}): {result.tflite}")
     if result.models_config is not None:
         console.print(f"models.config: {result.models_config}")
     if result.info:

@@ -162,6 +162,12 @@ def fit(
         help="Weight w of the energy prior w*E_H(SR)/N in the loss (0: LR loss only; "
         "default 0.03 when the dataset records its Hamiltonian; docs/physics_prior.md).",
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace a model folder that holds another run's model or committed files "
+        "(its folder of the same options is always continued).",
+    ),
 ) -> None:
     """Train on LR images only; write the SR model (.keras + TF Serving SavedModel) and scores."""
     from magsr_tf.jobs.fit import FitConfig
@@ -181,15 +187,12 @@ def fit(
         physics_weight=physics_weight,
         **({} if refine_steps is None else {"refine_steps": refine_steps}),
         degradation=degradation,
+        overwrite=overwrite,
     )
     console = output_console()
     display = _Display(console)
-    try:
+    try:  # Ctrl-C: main() prints the one line (with the hint to resume)
         summary = run_fit(config, progress=display)
-    except KeyboardInterrupt:
-        display.close()
-        console.print("Interrupted: run the same command again to resume from the last epoch.")
-        raise typer.Exit(130) from None
     finally:
         display.close()
     _show_summary(console, summary)

@@ -40,6 +40,12 @@ def predict(
     value_range: ValueRange = None,
     root: RootFolder = Path("saved_models"),
     overwrite: Overwrite = False,
+    max_memory: str = typer.Option(
+        None,
+        "--max-memory",
+        help="Memory limit, e.g. 4G or 1500M (default: $MAGSR_MAX_MEMORY or 80% of "
+        "MemAvailable); larger work is refused before it starts.",
+    ),
 ) -> None:
     """Super-resolve LR maps with an exported model; writes NAME_sr.npy and NAME_sr.png."""
     from magsr_tf.jobs.predict import PredictConfig
@@ -56,6 +62,7 @@ def predict(
         models_root=root,
         value_range=parse_pair(value_range, ",", "LOW,HIGH"),
         overwrite=overwrite,
+        max_memory=max_memory,
     )
     console = output_console(markup=False, highlight=False)
     for result in run(config):

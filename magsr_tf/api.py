@@ -14,7 +14,8 @@ DEFAULT_MODELS_ROOT = Path("saved_models")
 
 
 def super_resolve(lr, model, batch_size: int = 8, padding: str | None = None,
-                  models_root: str | Path = DEFAULT_MODELS_ROOT):
+                  models_root: str | Path = DEFAULT_MODELS_ROOT, out: str | Path | None = None,
+                  max_memory: str | int | None = None):
     """SR of a NumPy array with a trained network (``magsr-tf predict`` in memory).
 
     Args:
@@ -24,16 +25,21 @@ def super_resolve(lr, model, batch_size: int = 8, padding: str | None = None,
         batch_size: maps per network call.
         padding: tile borders of large maps (default: the model's own padding).
         models_root: where model names are looked up.
+        out: stream the SR into this ``.npy`` and return its read-only memory map.
+        max_memory: memory limit (``"4G"``; default ``$MAGSR_MAX_MEMORY`` or 80 %
+            of MemAvailable).
 
     Returns:
         float32 SR maps of the input's rank.
 
     Raises:
-        MagsrError: bad input (shape, NaN, |m| > 1, component count) or model.
+        MagsrError: bad input (shape, NaN, |m| > 1, component count) or model,
+            or an SR whose estimated memory exceeds the limit.
     """
     from magsr_tf.inference.apply import super_resolve as run
 
-    return run(lr, model, batch_size=batch_size, padding=padding, models_root=models_root)
+    return run(lr, model, batch_size=batch_size, padding=padding, models_root=models_root,
+               out=out, max_memory=max_memory)
 
 
 def load_model(model, models_root: str | Path = DEFAULT_MODELS_ROOT):

@@ -133,3 +133,22 @@ def unit_maps(shape, seed: int) -> np.ndarray:
     """Random unit-vector maps (float32), e.g. LR inputs of shape ``(n, h, w, 3)``."""
     x = np.random.default_rng(seed).normal(size=shape).astype("float32")
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def tiny_typeI_dataset(path: Path, n: int, n_test: int, seed: int, phases: int = 0) -> Path:
+    """A small Type I dataset (32x32 lattice, x4 and x8 LR) annealed in this process."""
+    from magsr_tf.data.generation import GenerateConfig, generate
+
+    config = GenerateConfig(
+        kind="typeI",
+        n=n,
+        n_test=n_test,
+        lattice=32,
+        seed=seed,
+        out=path,
+        phases=phases,
+        workers=1,
+        ratios=(4, 8),
+    )
+    generate(config)
+    return path

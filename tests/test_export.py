@@ -15,14 +15,13 @@ tf = pytest.importorskip("tensorflow")
 
 from magsr_tf import MagsrError  # noqa: E402
 from magsr_tf.inference.export import (  # noqa: E402
-    ExportConfig,
-    export_model,
     export_saved_model,
     export_tflite,
     latest_saved_model,
     read_metadata,
-    write_models_config,
 )
+from magsr_tf.inference.models_config import write_models_config  # noqa: E402
+from magsr_tf.jobs.export import ExportConfig, export_model  # noqa: E402
 from magsr_tf.nn.model import ModelConfig, build_models  # noqa: E402
 
 SEED = 20231

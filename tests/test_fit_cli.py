@@ -5,31 +5,15 @@ import json
 import h5py
 import numpy as np
 import pytest
-from conftest import run_cli
-
-from magsr_tf.data.generation import GenerateConfig, generate
+from conftest import run_cli, tiny_typeI_dataset
 
 SEED = 21
-LATTICE = 32
 
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    generate(
-        GenerateConfig(
-            kind="typeI",
-            n=12,
-            n_test=4,
-            lattice=LATTICE,
-            seed=SEED,
-            out=path,
-            phases=3,
-            workers=1,
-            ratios=(4, 8),
-        )
-    )
-    return path
+    return tiny_typeI_dataset(path, n=12, n_test=4, seed=SEED, phases=3)
 
 
 def test_fit_writes_models_and_scores_then_resumes(tiny_dataset, tmp_path):

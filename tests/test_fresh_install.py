@@ -11,7 +11,7 @@ import pytest
 from conftest import call_main, run_cli
 
 from magsr_tf import MagsrError
-from magsr_tf.inference.export import models_config_text, write_models_config
+from magsr_tf.inference.models_config import models_config_text, write_models_config
 from magsr_tf.io.inputs import VECTOR_LENGTH_TOLERANCE, load_inputs
 from magsr_tf.jobs.fit import FitConfig, ensure_dataset
 
@@ -57,7 +57,7 @@ _WITHOUT_OPTIONAL = textwrap.dedent(
                    "magsr_tf.data.generation", "magsr_tf.jobs.predict",
                    "magsr_tf.serving.launcher"):
         importlib.import_module(module)
-    from magsr_tf.inference.export import write_models_config
+    from magsr_tf.inference.models_config import write_models_config
     print(write_models_config(sys.argv[1]).read_text(), end="")
     assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     """

@@ -237,7 +237,8 @@ def test_training_reads_no_hr(tiny_dataset, monkeypatch, tmp_path):
     """Any access to the 'hr' dataset while train_h5 runs fails the test."""
     from magsr_tf.nn.model import ModelConfig
     from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
-    from magsr_tf.training.train import TrainConfig, train_h5
+    from magsr_tf.training.config import TrainConfig
+    from magsr_tf.training.train import train_h5
 
     ham = hamiltonian_to_json(dataset_hamiltonian(tiny_dataset))
     seen: list[str] = []

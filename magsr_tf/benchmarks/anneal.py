@@ -23,10 +23,8 @@ Numbers measured while other jobs share the machine are noisy; compare ratios fr
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -37,6 +35,7 @@ from magsr_tf.physics.anneal import (
     resolve_backend,
 )
 from magsr_tf.physics.hamiltonian import TypeI, make_hamiltonian
+from magsr_tf.physics.workers import spawn_pool
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +136,7 @@ def _config_worker(kind: str, lattice: int, backend: str, count: int, seed: int)
 def _run_parallel(fn, args_per_worker: list[tuple]) -> list:
     if len(args_per_worker) == 1:
         return [fn(*args_per_worker[0])]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=len(args_per_worker), mp_context=context) as pool:
+    with spawn_pool(len(args_per_worker)) as pool:
         return list(pool.map(fn, *zip(*args_per_worker, strict=True)))
 
 

@@ -11,12 +11,20 @@ LR images of the shipped size (128 / r pixels, unit spins) is super-resolved by
 in interleaved rounds, so that a neighbour's load on a shared machine hits the
 three alike; each row gives images/s and the ratio of SavedModel and TFLite to
 Keras measured in the same run.
+
+``magsr-tf bench memory``: peak resident memory of `predict` on one large LR map,
+measured in a fresh process (``VmHWM``), beside the size of the SR array itself
+and the peak of the same command on a tiny map (TensorFlow and the model alone),
+both measured in the same run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,4 +179,92 @@ def bench_models(
         rows.append(bench_model(folder, batch, seconds))
     if progress is not None:
         progress(len(folders), len(folders))
+    return rows
+
+
+MEMORY_SIZES = (1024,)
+"""LR edges of ``bench memory``: 1024^2 at x8 is an 8192^2 SR (0.75 GiB of float32)."""
+REFERENCE_EDGE = 8
+"""LR edge of the reference run: the peak of TensorFlow and the model alone."""
+_CHILD = """
+import resource, sys, time
+from pathlib import Path
+from magsr_tf.jobs.predict import PredictConfig, predict
+t0 = time.perf_counter()
+predict(PredictConfig(model=sys.argv[1], inputs=(sys.argv[2],), out_dir=Path(sys.argv[3]),
+                      models_root=Path(sys.argv[4]), overwrite=True))
+seconds = time.perf_counter() - t0
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) * 1024
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(peak, seconds)
+"""
+
+
+def _peak_of_predict(model: str, lr_path: Path, out: Path, models_dir: Path) -> tuple[int, float]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, model, str(lr_path), str(out), str(models_dir)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MagsrError(f"predict {lr_path.name} failed in the benchmark: {last}")
+    peak, seconds = done.stdout.split()[-2:]
+    return int(peak), float(seconds)
+
+
+def bench_memory(
+    model: str = "typeI_x8",
+    models_dir: Path = Path("saved_models"),
+    sizes=MEMORY_SIZES,
+    progress=None,
+) -> list[dict]:
+    """One row per LR edge: peak RSS of `predict` vs the SR's size and a tiny map's peak.
+
+    Args:
+        model: a model name under ``models_dir`` or a model folder.
+        models_dir: the models root.
+        sizes: LR edges (square maps of unit spins).
+        progress: called as ``progress(done, total)`` in runs.
+    """
+    from magsr_tf.inference.export import latest_saved_model, read_metadata, resolve_model_dir
+
+    folder = Path(model) if Path(model).is_dir() else resolve_model_dir(model, Path(models_dir))
+    meta = read_metadata(latest_saved_model(folder))
+    ratio, channels = int(meta["ratio"]), int(meta.get("channels", 3))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="magsr-bench-memory-") as tmp:
+        work = Path(tmp)
+        edges = (REFERENCE_EDGE, *sizes)
+        peaks = {}
+        for i, edge in enumerate(edges):
+            if progress is not None:
+                progress(i, len(edges))
+            lr_path = work / f"lr{edge}.npy"
+            np.save(lr_path, _lr_batch(1, edge, channels)[0])
+            peaks[edge] = _peak_of_predict(str(folder), lr_path, work / "out", Path(models_dir))
+            for path in (work / "out").glob("*"):
+                path.unlink()
+        if progress is not None:
+            progress(len(edges), len(edges))
+    reference = peaks[REFERENCE_EDGE][0]
+    for edge in sizes:
+        peak, seconds = peaks[edge]
+        sr_bytes = (edge * ratio) ** 2 * channels * 4
+        rows.append(
+            {
+                "model": folder.name,
+                "LR": f"{edge}x{edge}x{channels}",
+                "SR": f"{edge * ratio}x{edge * ratio}x{channels}",
+                "SR array GB": sr_bytes / 2**30,
+                "peak RSS GB": peak / 2**30,
+                f"tiny-map peak GB ({REFERENCE_EDGE}x{REFERENCE_EDGE})": reference / 2**30,
+                "peak / SR array": peak / sr_bytes,
+                "(peak - tiny) / SR array": (peak - reference) / sr_bytes,
+                "seconds": seconds,
+            }
+        )
     return rows

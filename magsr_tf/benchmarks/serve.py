@@ -316,7 +316,9 @@ def bench_serve(
         rng = np.random.default_rng(SEED)
         inputs, want = {}, {}
         for batch in batches:
-            inputs[batch] = rng.normal(size=(batch, LR_SIZE, LR_SIZE, channels)).astype("f4")
+            # Unit spins: the server refuses vectors longer than 1, as the CLI does.
+            maps = rng.normal(size=(batch, LR_SIZE, LR_SIZE, channels))
+            inputs[batch] = (maps / np.linalg.norm(maps, axis=-1, keepdims=True)).astype("f4")
             want[batch] = fn(lr=tf.constant(inputs[batch]))["sr"].numpy()
 
         server = _ServerProcess(root, clients, batch_maps)

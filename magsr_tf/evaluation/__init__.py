@@ -35,6 +35,7 @@ _EXPORTS = {
     "noise_section": "magsr_tf.evaluation.report",
     "noise_table": "magsr_tf.evaluation.report",
     "paper_tables": "magsr_tf.evaluation.report",
+    "partial_run": "magsr_tf.evaluation.report",
     "pearson": "magsr_tf.evaluation.metrics",
     "per_image": "magsr_tf.evaluation.metrics",
     "physical_metrics": "magsr_tf.evaluation.evaluate",

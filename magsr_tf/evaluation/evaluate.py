@@ -128,6 +128,7 @@ class EvaluationData:
         hr: ground truth ``[n, L, L, C]`` float32.
         lr: LR images ``[n, L/r, L/r, C]`` float32.
         hamiltonian: the dataset's Hamiltonian attribute (parsed JSON), or None.
+        n_test: size of the dataset's whole test split (``hr`` may hold fewer).
     """
 
     path: Path
@@ -136,6 +137,7 @@ class EvaluationData:
     hr: np.ndarray
     lr: np.ndarray
     hamiltonian: dict | None
+    n_test: int | None = None
 
 
 def resolve_data_path(data: str | Path, data_dir: Path = DATA_DIR) -> Path:
@@ -182,7 +184,7 @@ def load_test_split(path: str | Path, ratio: int, max_images: int | None = None)
             logger.warning("unreadable hamiltonian attribute in %s; using the default", path)
     if not (np.isfinite(hr).all() and np.isfinite(lr).all()):
         raise MagsrError(f"non-finite values (NaN or inf) in the test split of {path}")
-    return EvaluationData(path, info.kind, ratio, hr, lr, hamiltonian)
+    return EvaluationData(path, info.kind, ratio, hr, lr, hamiltonian, n_test=info.n_test)
 
 
 # --------------------------------------------------------------------------- model
@@ -327,6 +329,7 @@ class EvaluateConfig:
             the network ("SR network + refine" from the network's SR, "bicubic +
             refine" from bicubic; :mod:`magsr_tf.priors.refine`); 0 skips it. Needs
             3-component data with a known Hamiltonian.
+        overwrite: replace an existing JSON or figure (else refused before scoring).
     """
 
     model: Path
@@ -337,6 +340,7 @@ class EvaluateConfig:
     batch_size: int = 32
     physical: bool = True
     refine_steps: int = DEFAULT_REFINE_STEPS
+    overwrite: bool = False
 
     def __post_init__(self):
         if self.refine_steps < 0:
@@ -367,6 +371,17 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     split = match_channels(
         load_test_split(config.data, ratio, config.max_images), model_channels(sr_model)
     )
+    folder = model_folder(config.model)
+    figures_dir = Path(config.figures) if config.figures else folder / "figures"
+    tag = f"{split.kind}_x{ratio}"
+    json_out = Path(config.json_out) if config.json_out else folder / f"evaluation_{tag}.json"
+    figure_out = figures_dir / f"evaluate_{tag}.png"
+    for target in (json_out, figure_out):
+        if target.exists() and not config.overwrite:
+            raise MagsrError(
+                f"{target} already exists; pass --overwrite to replace it, "
+                "or --json/--figures to write elsewhere"
+            )
     logger.info("scoring %d test images of %s at x%d", len(split.hr), split.path, ratio)
     sr = apply_model(sr_model, split.lr, config.batch_size, progress)
     baselines = baseline_maps(split.lr, ratio, padding)
@@ -386,14 +401,12 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         "ratio": ratio,
         "padding": padding,
         "n_images": len(split.hr),
+        "n_test": split.n_test,
         "conventions": CONVENTIONS,
         **score_maps(
             split.hr, sr, baselines, split.kind, ratio, ham, config.physical, refined=refined
         ),
     }
-    folder = model_folder(config.model)
-    figures_dir = Path(config.figures) if config.figures else folder / "figures"
-    tag = f"{split.kind}_x{ratio}"
     from magsr_tf.evaluation.figures import comparison_figure
 
     n_show = min(FIGURE_SAMPLES, len(split.hr))
@@ -411,13 +424,12 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     ]
     fig = comparison_figure(
         rows,
-        figures_dir / f"evaluate_{tag}.png",
+        figure_out,
         row_labels=[f"test image {i}" for i in range(n_show)],
         title=f"{kind_label(split.kind)} x{ratio}: SR network vs aligned interpolation",
         highlight="SR network",
     )
     result["figures"] = [str(fig)]
-    json_out = Path(config.json_out) if config.json_out else folder / f"evaluation_{tag}.json"
     result["json"] = str(json_out)
     write_json(json_out, result)
     return result

@@ -263,12 +263,25 @@ def shipped_evaluation(folder: Path) -> dict | None:
     return None
 
 
+def partial_run(result: dict) -> bool:
+    """Whether an evaluation scored only part of its dataset's test split (``--images N``).
+
+    The JSON records ``n_test`` (the whole split) beside ``n_images``; older
+    JSONs, such as the shipped ones, scored the whole split and lack it.
+    """
+    n_test, n_images = result.get("n_test"), result.get("n_images")
+    return isinstance(n_test, int) and isinstance(n_images, int) and n_images < n_test
+
+
 def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[list[str], list[str]]:
     """Tables 1 (Type I) and 2 (Type II) from the models' evaluation JSONs, as Markdown lines.
 
     Per kind: one table of MSE, Corr and both PSNR conventions for the aligned
     and paper-grid baselines, the SR network and the refinements, beside the
     paper's numbers; one table of PSNR gains over each baseline.
+
+    Rows from a partial run (:func:`partial_run`) are marked ``x8 (partial)``
+    and their source line says how many test images were scored.
 
     Returns:
         ``(lines, found)``: the Markdown lines and the model names that had an evaluation.
@@ -303,9 +316,17 @@ def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[li
         for name, result in entries:
             ratio, metrics = result["ratio"], result["metrics"]
             paper = result.get("paper") or {}
+            partial = partial_run(result)
+            cell = f"x{ratio} (partial)" if partial else f"x{ratio}"
             sources.append(
                 f"x{ratio}: `{name}`, {result.get('n_images')} test images "
                 f"of `{result.get('data')}`"
+                + (
+                    f" (**partial run**: {result['n_images']} of its {result['n_test']} test "
+                    "images; not comparable with the paper)"
+                    if partial
+                    else ""
+                )
             )
             for method in TABLE_ROWS:
                 if method not in metrics:
@@ -315,7 +336,7 @@ def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[li
                 published = paper.get(shown.removesuffix("_paper")) if shown else None
                 rows.append(
                     [
-                        f"x{ratio}",
+                        cell,
                         TABLE_LABELS.get(method, method),
                         mean_std(m.get("mse")),
                         _corr_cell(m.get("corr")),
@@ -334,7 +355,7 @@ def paper_tables(models_dir: Path, names: tuple[str, ...] = SHIPPED) -> tuple[li
                 psnr = _mean(metrics, method, "psnr")
                 if psnr is None:
                     continue
-                cells = [f"x{ratio}", TABLE_LABELS[method]]
+                cells = [cell, TABLE_LABELS[method]]
                 for suffix in ("", "_paper"):
                     for base in BASELINES:
                         ref = _mean(metrics, base + suffix, "psnr")
@@ -436,7 +457,8 @@ def build_report(config: ReportConfig) -> dict[str, Any]:
                 "run `magsr-tf reproduce` or `magsr-tf evaluate`"
             )
         write_text(out, "\n".join([TABLES_LEGEND, "", *table_lines]).rstrip() + "\n")
-        return {"report": str(out), "models": shipped, "experiments": []}
+        partial = [n for n in shipped if partial_run(shipped_evaluation(models_dir / n) or {})]
+        return {"report": str(out), "models": shipped, "experiments": [], "partial": partial}
     lines = [
         "# magsr-tf report",
         "",

@@ -5,28 +5,32 @@
 from magsr_tf.lazy import lazy_exports
 
 _EXPORTS = {
-    "ExportConfig": "magsr_tf.inference.export",
-    "ExportResult": "magsr_tf.inference.export",
     "LocalPredictor": "magsr_tf.inference.predictor",
+    "MapRows": "magsr_tf.inference.tiling",
+    "NpyBands": "magsr_tf.inference.tiling",
     "apply_model": "magsr_tf.inference.apply",
-    "export_model": "magsr_tf.inference.export",
+    "check_models_config": "magsr_tf.inference.models_config",
+    "check_version": "magsr_tf.inference.export",
     "export_saved_model": "magsr_tf.inference.export",
     "export_tflite": "magsr_tf.inference.export",
     "latest_saved_model": "magsr_tf.inference.export",
     "list_served_models": "magsr_tf.inference.export",
     "load_model": "magsr_tf.inference.apply",
+    "merge_models_config": "magsr_tf.inference.models_config",
     "model_channels": "magsr_tf.inference.apply",
     "model_padding": "magsr_tf.inference.apply",
     "model_signature_info": "magsr_tf.inference.export",
-    "models_config_text": "magsr_tf.inference.export",
+    "models_config_text": "magsr_tf.inference.models_config",
+    "parse_models_config": "magsr_tf.inference.models_config",
     "probe_ratio": "magsr_tf.inference.predictor",
     "read_metadata": "magsr_tf.inference.export",
     "resolve_model_dir": "magsr_tf.inference.export",
     "run_predictor": "magsr_tf.inference.predictor",
     "saved_model_versions": "magsr_tf.inference.export",
+    "sr_memory": "magsr_tf.inference.tiling",
     "super_resolve": "magsr_tf.inference.apply",
     "tiled_apply": "magsr_tf.inference.tiling",
-    "write_models_config": "magsr_tf.inference.export",
+    "write_models_config": "magsr_tf.inference.models_config",
 }
 
 __all__ = sorted(_EXPORTS)

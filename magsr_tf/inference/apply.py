@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from magsr_tf.errors import MagsrError
-from magsr_tf.inference.tiling import tiled_apply
-from magsr_tf.io.inputs import as_lr_batch
+from magsr_tf.inference.tiling import NpyBands, sr_memory, tiled_apply
+from magsr_tf.io.inputs import as_lr_batch, check_memory, memory_limit
+from magsr_tf.io.writers import atomic_path
 from magsr_tf.ops.spins import unit_normalize
 
 DEFAULT_MODELS_ROOT = Path("saved_models")
@@ -83,8 +84,17 @@ def super_resolve(
     batch_size: int = 8,
     padding: str | None = None,
     models_root: str | Path = DEFAULT_MODELS_ROOT,
+    out: str | Path | None = None,
+    max_memory: str | int | None = None,
 ) -> np.ndarray:
     """SR of LR spin maps with a trained network.
+
+    Memory is bounded: the estimated peak (model call, LR maps and, unless
+    ``out`` is given, the whole SR) must fit the limit (``max_memory``, else
+    ``$MAGSR_MAX_MEMORY``, else 80 % of MemAvailable) or the call is refused
+    before any tile is computed. With ``out`` the SR streams tile by tile into
+    that ``.npy`` file (written under a temporary name, renamed when complete)
+    and a read-only memory map of it is returned, so SRs larger than memory work.
 
     Args:
         lr: ``[h, w, C]`` or ``[n, h, w, C]`` (or ``[h, w]`` for one component)
@@ -95,18 +105,24 @@ def super_resolve(
         padding: border handling of tiles for large maps, ``"periodic"`` or
             ``"reflect"``; default the model's own.
         models_root: where model names are looked up.
+        out: stream the SR into this ``.npy`` file (``[H, W, C]`` or ``[n, H, W, C]``;
+            a ``[h, w]`` input gives ``[H, W, 1]`` there) and return its memory map.
+        max_memory: memory limit (``"4G"``, ``"1500M"`` or bytes).
 
     Returns:
-        float32 SR maps of the input's rank: ``[H, W, C]``, ``[n, H, W, C]`` or ``[H, W]``.
+        float32 SR maps of the input's rank: ``[H, W, C]``, ``[n, H, W, C]`` or ``[H, W]``
+        (a read-only ``np.memmap`` of ``out`` if given).
 
     Raises:
         MagsrError: bad shape, NaN/inf, vectors longer than 1, a component
-            count the model does not take, or a model that cannot be loaded.
+            count the model does not take, a model that cannot be loaded, or an
+            SR that does not fit the memory limit (the message gives the estimate).
     """
     if padding not in (None, "periodic", "reflect"):
         raise MagsrError(f"padding must be 'periodic' or 'reflect'. Received: {padding!r}")
     if batch_size < 1:
         raise MagsrError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    limit = memory_limit(max_memory)
     array = np.asarray(lr)
     batch, single = as_lr_batch(array, f"LR array {array.shape}")
     sr_model = load_model(model, models_root)
@@ -121,15 +137,30 @@ def super_resolve(
     ratio = model_ratio(sr_model)
     mode = padding or model_padding(sr_model)
 
+    n, h, w, c = batch.shape
+    # A model passed in is already in memory; one loaded here counts.
+    loaded_here = isinstance(model, (str, Path))
+    need = sr_memory(batch.shape, ratio, batch_size, streamed=out is not None, model=loaded_here)
+    hint = "" if out is not None else "; pass out='FILE.npy' to stream the SR to disk"
+    check_memory(need, f"super-resolving [{n}x{h}x{w}x{c}] x{ratio}", limit, hint)
+
     def run(part: np.ndarray) -> np.ndarray:
         return apply_model(sr_model, part, batch_size)
 
-    sr = np.concatenate(
-        [
-            tiled_apply(run, batch[i : i + batch_size], ratio, padding=mode)
-            for i in range(0, len(batch), batch_size)
-        ]
-    )
+    def fill(target) -> None:
+        for i in range(0, n, batch_size):
+            part = batch[i : i + batch_size]
+            tiled_apply(run, part, ratio, padding=mode, out=target, first=i)
+
+    shape = (n, h * ratio, w * ratio, c)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            fill(NpyBands(tmp, shape, single))
+        sr = np.load(out, mmap_mode="r")
+        sr = sr[None] if single else sr
+    else:
+        sr = np.empty(shape, np.float32)
+        fill(sr)
     if array.ndim == 2:
         return sr[0, ..., 0]
     return sr[0] if single else sr

@@ -24,12 +24,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from magsr_tf.errors import MagsrError
-from magsr_tf.io.writers import apply_umask, write_bytes, write_text
+from magsr_tf.io.writers import apply_umask, write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +104,8 @@ def latest_saved_model(model_dir: Path, version: int | None = None) -> Path:
     return model_dir / str(versions[-1])
 
 
-def _check_version(version: int) -> None:
+def check_version(version: int) -> None:
+    """Refuses a SavedModel version that is not a positive integer."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise MagsrError(f"version must be a positive integer. Received: version={version!r}")
 
@@ -152,7 +151,7 @@ def export_saved_model(
     from magsr_tf.nn.model import INPUT_NAME, OUTPUT_NAME
 
     tf = _tf()
-    _check_version(version)
+    check_version(version)
     model_dir = Path(model_dir)
     target = model_dir / str(version)
     if target.exists() and not overwrite:
@@ -252,139 +251,6 @@ def list_served_models(root: Path) -> dict[str, list[int]]:
     return found
 
 
-def models_config_text(
-    root: Path, base_path: str | None = CONTAINER_MODELS_ROOT, names: Sequence[str] | None = None
-) -> str:
-    """The text-format ``ModelServerConfig`` that lists the models under ``root``.
-
-    Args:
-        root: the models root (``saved_models``).
-        base_path: prefix of each model's ``base_path``; the default ``/models``
-            matches ``docker run -v $PWD/saved_models:/models tensorflow/serving``.
-            ``None``: absolute local paths (for a natively installed server).
-        names: restrict to these models (default: all with a SavedModel).
-    """
-    root = Path(root)
-    models = list_served_models(root)
-    if names is not None:
-        missing = sorted(set(names) - set(models))
-        if missing:
-            raise MagsrError(f"no SavedModel under {root} for: {', '.join(missing)}")
-        models = {n: models[n] for n in names}
-    # Written by hand rather than through TF Serving's proto: the format is three
-    # string fields per model, and the proto's package (tensorflow-serving-api) is
-    # an optional dependency that a plain `pip install` does not bring. The text
-    # is the one protobuf's text_format prints for the same message (tested).
-    if not models:
-        return ""
-    lines = ["model_config_list {"]
-    for name in models:
-        if base_path is None:
-            path = str((root / name).resolve())
-        else:
-            path = f"{base_path.rstrip('/')}/{name}"
-        lines += [
-            "  config {",
-            f"    name: {_text_format_string(name)}",
-            f"    base_path: {_text_format_string(path)}",
-            '    model_platform: "tensorflow"',
-            "  }",
-        ]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
-_ESCAPES.update({ord(c): "\\" + c for c in "\"'\\"})
-
-
-def _text_format_string(value: str) -> str:
-    """``value`` as a protobuf text-format string literal.
-
-    The escaping of ``text_format.MessageToString``: quotes, backslash,
-    ``\\n \\r \\t`` escaped, other ASCII control characters as three-digit
-    octal, printable and non-ASCII characters as they are (UTF-8 file).
-    """
-    out = []
-    for char in value:
-        code = ord(char)
-        if code in _ESCAPES:
-            out.append(_ESCAPES[code])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\{code:03o}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def write_models_config(
-    root: Path, base_path: str | None = CONTAINER_MODELS_ROOT, names: Sequence[str] | None = None
-) -> Path:
-    """Writes ``root/models.config`` for a TF Serving server (see :func:`models_config_text`).
-
-    Returns:
-        The config file path.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise MagsrError(f"models root {root} does not exist")
-    text = models_config_text(root, base_path, names)
-    if not text.strip():
-        logger.warning("no SavedModel under %s: models.config lists no model", root)
-    target = write_text(root / MODELS_CONFIG, text)
-    logger.info("wrote %s", target)
-    return target
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What `magsr-tf export` writes.
-
-    Attributes:
-        model: a model folder (holding ``model.keras``) or a name under ``models_root``.
-        fmt: "saved_model", "tflite" or "all".
-        version: SavedModel version; None = the newest existing one, or 1 if none
-            (an existing one is then kept, not rewritten).
-        overwrite: rewrite an existing version / TFLite file.
-        models_root: where models live and where ``models.config`` is written.
-        base_path: ``base_path`` prefix in ``models.config`` (None: absolute local paths).
-    """
-
-    model: str
-    fmt: str = "all"
-    version: int | None = None
-    overwrite: bool = False
-    models_root: Path = DEFAULT_MODELS_ROOT
-    base_path: str | None = CONTAINER_MODELS_ROOT
-
-    def __post_init__(self):
-        if self.fmt not in FORMATS:
-            raise MagsrError(f"format must be one of {FORMATS}. Received: format={self.fmt!r}")
-        if self.version is not None:
-            _check_version(self.version)
-
-
-@dataclass
-class ExportResult:
-    """Paths written (or kept) by :func:`export_model`.
-
-    Attributes:
-        model_dir: the model's folder.
-        saved_model: the SavedModel version folder, if one exists now.
-        saved_model_written: False when an existing version was kept.
-        tflite: the TFLite file, if requested.
-        models_config: the ``models.config`` written, if the model sits in a models root.
-        info: ratio / channels / padding of the network.
-    """
-
-    model_dir: Path
-    saved_model: Path | None = None
-    saved_model_written: bool = False
-    tflite: Path | None = None
-    models_config: Path | None = None
-    info: dict = field(default_factory=dict)
-
-
 def resolve_model_dir(model: str | Path, models_root: Path = DEFAULT_MODELS_ROOT) -> Path:
     """A model given as a folder path, a ``.keras`` file, or a name under ``models_root``."""
     path = Path(model)
@@ -396,37 +262,3 @@ def resolve_model_dir(model: str | Path, models_root: Path = DEFAULT_MODELS_ROOT
     if candidate.is_dir():
         return candidate
     raise MagsrError(f"no model folder {path} (nor {candidate}). Received: model={model!r}")
-
-
-def export_model(config: ExportConfig) -> ExportResult:
-    """Writes the requested artifacts of one trained model and refreshes ``models.config``."""
-    from magsr_tf.nn.model import load_sr_model
-
-    model_dir = resolve_model_dir(config.model, config.models_root)
-    result = ExportResult(model_dir=model_dir)
-    existing = saved_model_versions(model_dir)
-    version = config.version or (existing[-1] if existing else 1)
-    keep = version in existing and not config.overwrite
-    if config.version is not None and keep and config.fmt in ("saved_model", "all"):
-        raise MagsrError(
-            f"SavedModel version {version} already exists in {model_dir}; "
-            f"use another --version or --overwrite. Received: version={version}"
-        )
-    sr_model = None
-    if not keep:
-        sr_model = load_sr_model(model_dir)
-        result.saved_model = export_saved_model(
-            sr_model, model_dir, version, overwrite=config.overwrite
-        )
-        result.saved_model_written = True
-    else:
-        result.saved_model = model_dir / str(version)
-    result.info = read_metadata(result.saved_model)
-    if config.fmt in ("tflite", "all"):
-        result.tflite = export_tflite(
-            result.saved_model, model_dir / f"{model_dir.name}.tflite", overwrite=True
-        )
-    root = model_dir.parent
-    if root.resolve() == Path(config.models_root).resolve():
-        result.models_config = write_models_config(root, config.base_path)
-    return result

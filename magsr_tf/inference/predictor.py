@@ -93,8 +93,13 @@ def run_predictor(
     batch_size: int = 8,
     max_values: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    out=None,
 ) -> np.ndarray:
-    """SR of ``[n, h, w, C]`` maps in batches, tiling large maps (exact; see tiled_apply)."""
+    """SR of ``[n, h, w, C]`` maps in batches, tiling large maps (exact; see tiled_apply).
+
+    ``out``: an ``[n, H, W, C]`` array or :class:`~magsr_tf.inference.tiling.NpyBands`
+    to stream the SR into (default: a new array); it is returned.
+    """
     n, h, w, c = lr.shape
     tile = TILE
     if max_values is not None:
@@ -103,13 +108,14 @@ def run_predictor(
         tile = max(8, edge - 2 * TILE_MARGIN)
         per_map = (min(h, tile + 2 * TILE_MARGIN) * min(w, tile + 2 * TILE_MARGIN)) * ratio**2 * c
         batch_size = max(1, min(batch_size, max_values // max(1, per_map)))
-    out = []
+    if out is None:
+        out = np.empty((n, h * ratio, w * ratio, c), dtype=np.float32)
     for start in range(0, n, batch_size):
         part = lr[start : start + batch_size]
-        out.append(tiled_apply(predictor, part, ratio, tile=tile, padding=padding))
+        tiled_apply(predictor, part, ratio, tile=tile, padding=padding, out=out, first=start)
         if progress is not None:
             progress(min(n, start + batch_size), n)
-    return np.concatenate(out)
+    return out
 
 
 def probe_ratio(predictor, lr: np.ndarray) -> int:

@@ -9,6 +9,8 @@ al. (Sci. Rep. 2023, "Experimental images") normalize their microscope data.
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +24,12 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
-
+PICTURE_BYTES_PER_PIXEL = 48
+"""Peak bytes per pixel of reading one picture as a spin component: the decoded image
+(up to 4), float64 values (8), the percentile's copy (8) and normalization temporaries
+(2 x 8 + 4), with some headroom; callers turn a memory limit into ``max_pixels``."""
+PNG_BAND_ROWS = 256
+"""Rows of a spin map encoded at a time by :func:`write_png`."""
 
 
 def is_image_path(path: str | Path) -> bool:
@@ -30,7 +37,7 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Reads a grayscale picture (PNG, TIFF, JPEG, BMP) as float64 ``[H, W]``.
 
     8-/16-bit and float TIFFs keep their values; colour images are reduced to
@@ -38,8 +45,14 @@ def read_image(path: str | Path) -> np.ndarray:
     in R, G and B, so luma keeps their order). An alpha channel is ignored
     when every pixel is opaque.
 
+    Args:
+        path: the picture.
+        max_pixels: refuse pictures with more pixels, checked from the header
+            before decoding (``Image.open`` is lazy).
+
     Raises:
-        MagsrError: missing, unreadable or not a picture, or transparent pixels.
+        MagsrError: missing, unreadable or not a picture, transparent pixels, or
+            more than ``max_pixels`` (or Pillow's decompression-bomb limit) pixels.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -48,6 +61,12 @@ def read_image(path: str | Path) -> np.ndarray:
         raise MagsrError(f"no image file {path}")
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise MagsrError(
+                    f"{path} is {width}x{height} pixels; at most {max_pixels:,} fit in the "
+                    f"memory limit ({PICTURE_BYTES_PER_PIXEL} bytes per pixel to read it)"
+                )
             img.load()
             if img.mode == "P" and "transparency" in img.info:
                 img = img.convert("RGBA")
@@ -64,6 +83,8 @@ def read_image(path: str | Path) -> np.ndarray:
                 logger.info("%s is colour (%s): using its luma", path, img.mode)
                 img = img.convert("L")
             array = np.asarray(img, dtype=np.float64)
+    except Image.DecompressionBombError as exc:
+        raise MagsrError(f"{path} is refused as a decompression bomb: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise MagsrError(f"cannot read {path} as an image: {exc}") from exc
     if array.ndim != 2 or min(array.shape) < 2:
@@ -109,8 +130,11 @@ def images_to_spins(
     low: float = LOW_PERCENTILE,
     high: float = HIGH_PERCENTILE,
     value_range: tuple[float, float] | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """One image (m_z) or three images (m_x, m_y, m_z) as a ``[H, W, C]`` spin map.
+
+    ``max_pixels`` bounds each picture (see :func:`read_image`).
 
     Raises:
         MagsrError: not 1 or 3 images, unreadable files, or differing sizes.
@@ -119,7 +143,7 @@ def images_to_spins(
         raise MagsrError(
             f"give one image (m_z) or three (m_x m_y m_z). Received: {len(paths)} images"
         )
-    images = [read_image(p) for p in paths]
+    images = [read_image(p, max_pixels) for p in paths]
     shapes = {img.shape for img in images}
     if len(shapes) != 1:
         raise MagsrError(f"the x, y, z images differ in size. Received: shapes={sorted(shapes)}")
@@ -133,10 +157,40 @@ def spins_to_uint8(spins: np.ndarray) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
-def write_png(path: str | Path, spins: np.ndarray) -> Path:
-    """Writes a ``[H, W, C]`` spin map as a PNG atomically (see :func:`spins_to_uint8`)."""
-    from PIL import Image
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(spins_to_uint8(spins)).save(tmp, format="PNG")
+
+def write_png(path: str | Path, spins: np.ndarray) -> Path:
+    """Writes a ``[H, W, C]`` spin map as a PNG atomically (see :func:`spins_to_uint8`).
+
+    The map is encoded :data:`PNG_BAND_ROWS` rows at a time (8-bit grayscale or RGB,
+    PNG's "Up" row filter), so a memory-mapped SR of any size is written without a
+    full in-memory copy. ``spins`` may be any object with ``shape``, ``ndim`` and
+    row slices (``spins[a:b]``), e.g. a reader of a file's rows.
+    """
+    if not hasattr(spins, "shape"):  # arrays and row readers (rows by slices) are kept as is
+        spins = np.asarray(spins)
+    if spins.ndim != 3 or spins.shape[-1] not in (1, 3) or min(spins.shape[:2]) < 1:
+        raise MagsrError(f"a PNG needs a [H, W, 1 or 3] map. Received: shape={spins.shape}")
+    height, width, channels = spins.shape
+    colour = 0 if channels == 1 else 2
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    compressor = zlib.compressobj(6)
+    previous = np.zeros((1, width * channels), np.uint8)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header))
+        for start in range(0, height, PNG_BAND_ROWS):
+            band = spins[start : start + PNG_BAND_ROWS]
+            rows = spins_to_uint8(band).reshape(-1, width * channels)
+            stacked = np.concatenate([previous, rows])
+            up = np.diff(stacked.astype(np.int16), axis=0).astype(np.uint8)  # mod 256
+            lines = np.concatenate([np.full((len(rows), 1), 2, np.uint8), up], axis=1)
+            data = compressor.compress(lines.tobytes())
+            if data:
+                handle.write(_png_chunk(b"IDAT", data))
+            previous = rows[-1:]
+        handle.write(_png_chunk(b"IDAT", compressor.flush()))
+        handle.write(_png_chunk(b"IEND", b""))
     return Path(path)

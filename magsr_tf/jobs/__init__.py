@@ -4,6 +4,8 @@
 from magsr_tf.lazy import lazy_exports
 
 _EXPORTS = {
+    "ExportConfig": "magsr_tf.jobs.export",
+    "ExportResult": "magsr_tf.jobs.export",
     "FitConfig": "magsr_tf.jobs.fit",
     "FitImageConfig": "magsr_tf.jobs.fit_image",
     "FitImageResult": "magsr_tf.jobs.fit_image",
@@ -15,8 +17,11 @@ _EXPORTS = {
     "ReproduceConfig": "magsr_tf.jobs.reproduce",
     "Step": "magsr_tf.jobs.reproduce",
     "central_crop": "magsr_tf.jobs.fit_image",
+    "check_model_dir": "magsr_tf.jobs.fit",
+    "committed_files": "magsr_tf.jobs.fit",
     "ensure_dataset": "magsr_tf.jobs.fit",
     "evaluation_path": "magsr_tf.jobs.reproduce",
+    "export_model": "magsr_tf.jobs.export",
     "fingerprint": "magsr_tf.jobs.reproduce",
     "fit_options": "magsr_tf.jobs.reproduce",
     "git_commit": "magsr_tf.jobs.fit",
@@ -28,6 +33,7 @@ _EXPORTS = {
     "read_state": "magsr_tf.jobs.reproduce",
     "record": "magsr_tf.jobs.refine",
     "refine_array": "magsr_tf.jobs.refine",
+    "remove_stale_temporaries": "magsr_tf.jobs.predict",
     "run_refine": "magsr_tf.jobs.refine",
     "score_against_truth": "magsr_tf.jobs.fit_image",
     "score_test_split": "magsr_tf.jobs.fit",

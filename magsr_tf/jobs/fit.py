@@ -21,7 +21,8 @@ from magsr_tf.errors import MagsrError
 from magsr_tf.io.writers import atomic_path
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.priors.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
-from magsr_tf.training.train import TrainConfig, train_h5
+from magsr_tf.training.config import TrainConfig
+from magsr_tf.training.train import train_h5
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,9 @@ class FitConfig:
         steps_per_epoch: steps per epoch (None: the quick-run default).
         batch_size: global batch size.
         learning_rate: Adam learning rate (peak of the schedule).
-        schedule: learning-rate schedule (see :class:`magsr_tf.training.train.TrainConfig`).
+        schedule: learning-rate schedule (see :class:`magsr_tf.training.config.TrainConfig`).
         out: model folder (None: ``saved_models/{name}_x{ratio}``).
-        strategy: distribution strategy (see :class:`magsr_tf.training.train.TrainConfig`).
+        strategy: distribution strategy (see :class:`magsr_tf.training.config.TrainConfig`).
         seed: training seed.
         version: SavedModel version folder.
         data_dir: where "typeI"/"typeII" datasets live.
@@ -90,6 +91,10 @@ class FitConfig:
         degradation: blur of the training graph's downsizing (None: the
             paper's sigma = 1 Gaussian that made the datasets); see
             :mod:`magsr_tf.ops.degradation`.
+        overwrite: replace a model folder that holds another run's model or
+            committed files (its stale artifacts are removed). Without it such
+            a folder is refused before any work; the folder of this same
+            configuration is always continued (resume).
     """
 
     data: str = "typeI"
@@ -107,6 +112,7 @@ class FitConfig:
     physics_weight: float | None = None
     refine_steps: int = DEFAULT_REFINE_STEPS
     degradation: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self):
         if self.refine_steps < 0:
@@ -301,6 +307,122 @@ def git_commit() -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
+# What a run leaves in its model folder besides the files it always rewrites: removed
+# when --overwrite replaces another run's model, so nothing stale sits beside the new one.
+_STALE_GLOBS = (
+    "train",
+    "*.tflite",
+    "evaluation_*.json",
+    "figures",
+    "summary.json",
+    "hamiltonian.json",
+    "[0-9]*",
+)
+
+
+def committed_files(folder: Path) -> list[str]:
+    """Files under ``folder`` tracked by git (empty outside a checkout or without git)."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--", "."],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return proc.stdout.split() if proc.returncode == 0 else []
+
+
+def _comparable(train_config: dict) -> dict:
+    import json
+
+    from magsr_tf.io.writers import to_jsonable
+
+    # The number of epochs may grow: a rerun with more epochs continues the same run.
+    ignored = ("out_dir", "magsr_tf_version", "epochs")
+    keep = {k: v for k, v in train_config.items() if k not in ignored}
+    return json.loads(json.dumps(to_jsonable(keep)))
+
+
+def _stored_config(model_dir: Path) -> dict | None:
+    import json
+
+    try:
+        stored = json.loads((model_dir / "train_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+def _same_run(config: FitConfig, path: Path, channels: int | None, ham_json) -> bool:
+    """Whether the model folder holds a run of this very configuration (to resume)."""
+    stored = _stored_config(config.model_dir)
+    if stored is None:
+        return False
+    if channels is None:  # before the dataset is read: assume the stored data's properties
+        model = stored.get("model")
+        channels = model.get("channels", 3) if isinstance(model, dict) else 3
+        ham_json = stored.get("hamiltonian")
+    try:
+        mine = config.train_config(channels, config.model_dir / "train", ham_json).to_dict()
+    except MagsrError:
+        return False
+    return _comparable(stored) == _comparable({**mine, "data": str(path)})
+
+
+def check_model_dir(
+    config: FitConfig, path: Path, channels: int | None = None, ham_json=None
+) -> bool:
+    """Refuses a model folder holding another run's model or committed files.
+
+    Returns:
+        True when ``--overwrite`` replaces another run's model (its stale
+        artifacts must go), False when the folder is new, empty or this run's.
+
+    Raises:
+        MagsrError: the folder is a file, holds committed files, or another
+            run's model, and ``config.overwrite`` is False.
+    """
+    model_dir = config.model_dir
+    if not model_dir.exists():
+        return False
+    if not model_dir.is_dir():
+        raise MagsrError(f"--out {model_dir} is a file, not a folder")
+    if not any(not p.name.startswith(".") for p in model_dir.iterdir()):
+        return False
+    same = _same_run(config, path, channels, ham_json)
+    if config.overwrite:
+        return not same
+    committed = committed_files(model_dir)
+    if committed:
+        raise MagsrError(
+            f"{model_dir} holds {len(committed)} committed file(s) (e.g. {committed[0]}); "
+            "pass --overwrite to replace that model, or choose another --out"
+        )
+    if not same:
+        raise MagsrError(
+            f"{model_dir} holds another run's model (other data or options); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    return False
+
+
+def _remove_stale(model_dir: Path) -> None:
+    import shutil
+
+    for pattern in _STALE_GLOBS:
+        for stale in model_dir.glob(pattern):
+            if stale.is_dir() and (pattern != "[0-9]*" or stale.name.isdigit()):
+                shutil.rmtree(stale)
+            elif stale.is_file() and pattern != "[0-9]*":
+                stale.unlink()
+    log.info("removed the previous run's artifacts from %s", model_dir)
+
+
 def _save_keras_atomic(sr_model, path: Path) -> None:
     with atomic_path(path) as tmp:  # ends in .keras, as Keras requires
         sr_model.save(tmp)
@@ -312,9 +434,13 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     Rerunning an interrupted job resumes training from its last checkpoint.
     """
     from magsr_tf.data.format import check_finite, check_ratio, open_info
+    from magsr_tf.inference.models_config import check_models_config
     from magsr_tf.io.writers import write_json
 
     t_start = time.perf_counter()
+    # Refuse a folder of another run (and an unreadable models.config) before any work.
+    check_model_dir(config, config.data_path)
+    check_models_config(config.model_dir.parent)
     path = ensure_dataset(config, progress)
     info = open_info(path)
     check_ratio(info, config.ratio)
@@ -326,11 +452,13 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
         raise MagsrError(f"{path} has no training rows (n={info.n}, n_test={info.n_test})")
 
     model_dir = config.model_dir
-    model_dir.mkdir(parents=True, exist_ok=True)
     from magsr_tf.physics.hamiltonian_io import dataset_hamiltonian, hamiltonian_to_json
 
     ham = dataset_hamiltonian(path)
     ham_json = hamiltonian_to_json(ham) if ham is not None else None
+    if check_model_dir(config, path, info.channels, ham_json):
+        _remove_stale(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
     train_config = config.train_config(info.channels, model_dir / "train", ham_json)
     if ham_json is not None:
         # refine --init MODEL and evaluate read the training data's Hamiltonian here.
@@ -353,12 +481,13 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     result = train_h5(path, train_config, stop=n_train, val=val, progress=progress)
     train_seconds = time.perf_counter() - t_train
 
-    from magsr_tf.inference.export import export_saved_model, write_models_config
+    from magsr_tf.inference.export import export_saved_model
+    from magsr_tf.inference.models_config import merge_models_config
 
     _save_keras_atomic(result.sr_model, model_dir / "model.keras")
     saved = export_saved_model(result.sr_model, model_dir, version=config.version, overwrite=True)
-    # Keep the multi-model server config listing every model next to this one.
-    write_models_config(model_dir.parent)
+    # Add this model to the multi-model server config; other entries stay as written.
+    merge_models_config(model_dir.parent, [model_dir.name])
 
     summary = {
         "name": config.name,

@@ -6,11 +6,23 @@ local SavedModel (:class:`magsr_tf.inference.predictor.LocalPredictor`) or to a
 TF Serving REST or gRPC endpoint (:mod:`magsr_tf.serving.clients`; TF Serving
 itself or ``magsr-tf serve``). Large maps are cut into overlapping tiles whose
 stitched result equals one pass over the whole map.
+
+Memory stays bounded: the SR streams into a ``.npy`` file mapped one tile at a
+time (:class:`~magsr_tf.inference.tiling.NpyBands`) and its PNG is encoded in
+bands, and what cannot fit the memory limit (``--max-memory``,
+``$MAGSR_MAX_MEMORY``, default 80 % of MemAvailable) is refused before any model
+is loaded. Each input's ``.npy`` and ``.png`` are written under temporary names
+``.tmp-magsr-predict-PID-...`` and renamed only when both are complete; a later
+run removes such temporaries whose process PID is gone.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +31,21 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.predictor import LocalPredictor, probe_ratio, run_predictor
-from magsr_tf.io.inputs import load_inputs
+from magsr_tf.inference.tiling import NpyBands, sr_memory
+from magsr_tf.io.inputs import (
+    check_memory,
+    format_bytes,
+    input_shapes,
+    load_inputs,
+    memory_limit,
+    parse_memory,
+)
 from magsr_tf.io.pictures import is_image_path, write_png
-from magsr_tf.io.writers import write_npy
+from magsr_tf.io.writers import TEMP_PREFIX, apply_umask
+
+TEMP_TAG = "magsr-predict-"
+"""Temporaries of predict are ``.tmp-magsr-predict-PID-NAME-TOKEN.SUFFIX``."""
+_STALE = re.compile(rf"^(?:{re.escape(TEMP_PREFIX)})+{re.escape(TEMP_TAG)}(\d+)-")
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +69,8 @@ class PredictConfig:
         models_root: where model names are looked up.
         value_range: pixel values of m = -1 and +1 for pictures (default: percentiles).
         overwrite: replace existing outputs.
+        max_memory: memory limit (``4G``, ``1500M``, bytes); None:
+            ``$MAGSR_MAX_MEMORY`` or 80 % of MemAvailable.
     """
 
     model: str
@@ -57,6 +83,7 @@ class PredictConfig:
     models_root: Path = Path("saved_models")
     value_range: tuple[float, float] | None = None
     overwrite: bool = False
+    max_memory: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
@@ -70,11 +97,13 @@ class PredictConfig:
             )
         if self.version is not None and self.version < 1:
             raise MagsrError(f"version must be >= 1. Received: version={self.version}")
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
 
 
 @dataclass
 class PredictOutput:
-    """One input's result: the SR maps and the files written."""
+    """One input's result: the SR maps (read-only, mapped from the ``.npy``) and the files."""
 
     name: str
     sr: np.ndarray
@@ -99,6 +128,108 @@ def make_predictor(config: PredictConfig):
     return LocalPredictor(model, config.version)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Removes predict's temporaries in ``out_dir`` whose writing process is gone.
+
+    The writer's PID is in the name, so a concurrent run (alive) keeps its own; a
+    PID reused by an unrelated live process only delays the clean-up.
+    """
+    removed = []
+    if not out_dir.is_dir():
+        return removed
+    for path in out_dir.iterdir():
+        match = _STALE.match(path.name)
+        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            logger.info("removed the stale temporary %s", path)
+    return removed
+
+
+def _local_ratio(config: PredictConfig) -> int | None:
+    """The local model's ratio from its metadata, without loading TensorFlow."""
+    if config.server is not None:
+        return None
+    from magsr_tf.inference.export import latest_saved_model, read_metadata, resolve_model_dir
+
+    try:
+        model = Path(config.model)
+        if not (model.is_dir() and (model / "saved_model.pb").is_file()):
+            model = resolve_model_dir(config.model, config.models_root)
+        ratio = read_metadata(latest_saved_model(model, config.version)).get("ratio")
+    except (MagsrError, OSError, ValueError):
+        return None  # make_predictor reports it
+    return int(ratio) if isinstance(ratio, int) and ratio > 0 else None
+
+
+def _check_fits(shape, ratio: int, config: PredictConfig, limit: int, source: str) -> None:
+    """Refuses an input whose SR does not fit the memory limit or the output's disk."""
+    n, h, w, c = shape
+    what = f"{source}: super-resolving [{n}x{h}x{w}x{c}] x{ratio}"
+    check_memory(sr_memory(shape, ratio, config.batch_size), what, limit)
+    folder = Path(config.out_dir).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    sr_bytes = n * h * w * c * ratio**2 * 4
+    free = shutil.disk_usage(folder).free
+    if sr_bytes > free:
+        raise MagsrError(
+            f"{what} writes {format_bytes(sr_bytes)} but {folder} has {format_bytes(free)} free"
+        )
+
+
+def _plan(batches, out_dir: Path, overwrite: bool) -> list[list[Path]]:
+    """Each input's targets; refuses clashing names or existing files before any work."""
+    seen: dict[Path, str] = {}
+    plans = []
+    for batch in batches:
+        targets = [out_dir / f"{batch.name}_sr.npy", out_dir / f"{batch.name}_sr.png"]
+        if targets[0] in seen:
+            raise MagsrError(
+                f"{seen[targets[0]]} and {batch.source} would both write {targets[0]}; "
+                "rename one or predict them into different --out folders"
+            )
+        seen[targets[0]] = batch.source
+        for target in targets:
+            if target.exists() and not overwrite:
+                raise MagsrError(f"{target} already exists; use --overwrite or another --out")
+        plans.append(targets)
+    return plans
+
+
+def _temporary(target: Path) -> Path:
+    return target.with_name(
+        f"{TEMP_PREFIX}{TEMP_TAG}{os.getpid()}-{target.stem}-{secrets.token_hex(4)}{target.suffix}"
+    )
+
+
+def _write_pair(targets: list[Path], shape, single: bool, fill) -> None:
+    """Writes ``.npy`` and ``.png`` to temporaries, renames both only when both are complete."""
+    targets[0].parent.mkdir(parents=True, exist_ok=True)
+    temps = [_temporary(t) for t in targets]
+    try:
+        bands = NpyBands(temps[0], shape, single)
+        fill(bands)
+        write_png(temps[1], bands.map(0))
+        for tmp in temps:
+            apply_umask(tmp)
+        for tmp, target in zip(temps, targets, strict=True):
+            os.replace(tmp, target)
+    finally:  # any exception (SIGTERM turned into one, Ctrl-C): no temporary is left
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+
+
 def predict(
     config: PredictConfig, progress: Callable[[int, int], None] | None = None
 ) -> list[PredictOutput]:
@@ -108,10 +239,20 @@ def predict(
         MagsrError: bad inputs, a model folder without SavedModel, a channel
             mismatch, an unreachable server or existing outputs.
     """
-    batches = load_inputs(config.inputs, value_range=config.value_range)
-    predictor = make_predictor(config)
+    limit = memory_limit(config.max_memory)
     out_dir = Path(config.out_dir)
-    results = []
+    remove_stale_temporaries(out_dir)
+    hint = _local_ratio(config)
+    if hint is not None:  # refuse from the headers, before reading data or loading TF
+        for spec, shape in zip(config.inputs, input_shapes(config.inputs), strict=False):
+            if shape is not None:
+                _check_fits(shape, hint, config, limit, spec)
+    batches = load_inputs(config.inputs, value_range=config.value_range, limit=limit)
+    plans = _plan(batches, out_dir, config.overwrite)
+    if hint is not None:
+        for batch in batches:
+            _check_fits(batch.lr.shape, hint, config, limit, batch.source)
+    predictor = make_predictor(config)
     for batch in batches:
         channels = batch.lr.shape[-1]
         if predictor.channels is not None and channels != predictor.channels:
@@ -119,25 +260,29 @@ def predict(
                 f"the model expects {predictor.channels} component(s) but {batch.source} has "
                 f"{channels}. Received: shape={batch.lr.shape}"
             )
-        targets = [out_dir / f"{batch.name}_sr.npy", out_dir / f"{batch.name}_sr.png"]
-        for target in targets:
-            if target.exists() and not config.overwrite:
-                raise MagsrError(f"{target} already exists; use --overwrite or another --out")
+    results = []
+    for batch, targets in zip(batches, plans, strict=True):
         ratio = predictor.ratio or probe_ratio(predictor, batch.lr)
+        _check_fits(batch.lr.shape, ratio, config, limit, batch.source)
         padding = config.padding or predictor.padding
         if padding is None:
             padding = "reflect" if is_image_path(batch.source.split(", ")[0]) else "periodic"
-        sr = run_predictor(
-            predictor,
-            batch.lr,
-            ratio,
-            padding,
-            batch_size=config.batch_size,
-            max_values=predictor.max_values,
-            progress=progress,
-        )
-        write_npy(targets[0], sr[0] if batch.single else sr)
-        write_png(targets[1], sr[0])
+        n, h, w, c = batch.lr.shape
+
+        def fill(out, lr=batch.lr, ratio=ratio, padding=padding):
+            run_predictor(
+                predictor,
+                lr,
+                ratio,
+                padding,
+                batch_size=config.batch_size,
+                max_values=predictor.max_values,
+                progress=progress,
+                out=out,
+            )
+
+        _write_pair(targets, (n, h * ratio, w * ratio, c), batch.single, fill)
+        sr = np.load(targets[0], mmap_mode="r")
         logger.info("%s -> %s", batch.source, targets[0])
-        results.append(PredictOutput(batch.name, sr, targets))
+        results.append(PredictOutput(batch.name, sr[None] if batch.single else sr, targets))
     return results

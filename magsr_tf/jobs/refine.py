@@ -10,7 +10,7 @@ from pathlib import Path
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.apply import apply_model
-from magsr_tf.io.inputs import load_inputs
+from magsr_tf.io.inputs import check_memory, load_inputs, memory_limit
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
 from magsr_tf.ops.kernels import RATIOS
@@ -177,6 +177,10 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
         h, w = batch.lr.shape[1:3]
         if h * ratio > 4096 or w * ratio > 4096:
             raise MagsrError(f"{batch.source}: SR maps of {h * ratio}x{w * ratio} are too large")
+        # Memory rule: ~16 float32 copies of the SR (maps, gradients, Adam moments,
+        # energy temporaries) plus TensorFlow must fit the limit of predict.
+        need = 16 * batch.lr.shape[0] * h * w * ratio**2 * 3 * 4 + 750 * 2**20
+        check_memory(need, f"{batch.source}: refining x{ratio}", memory_limit())
         targets = [out_dir / f"{batch.name}_sr{suffix}" for suffix in (".npy", ".png")]
         targets.append(out_dir / f"{batch.name}_refine.json")
         for target in targets:

@@ -298,7 +298,9 @@ def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -
                 total = event["epochs"] * event["steps"]
                 progress({"kind": "work", "done": done, "total": total, "unit": "step"})
 
-        fit_config = FitConfig(data=str(data), ratio=model.ratio, out=model_dir, **options)
+        fit_config = FitConfig(
+            data=str(data), ratio=model.ratio, out=model_dir, overwrite=True, **options
+        )
         return fit(fit_config, progress=on_progress)
 
     def tflite_run(progress: Progress | None) -> Path:
@@ -314,7 +316,8 @@ def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -
                 progress({"kind": "work", "done": done, "total": total, "unit": "img"})
 
         return evaluate(
-            EvaluateConfig(model=model_dir, data=str(data), **EVALUATE_OPTIONS),
+            # Rebuilding the shipped models replaces their files on purpose.
+            EvaluateConfig(model=model_dir, data=str(data), overwrite=True, **EVALUATE_OPTIONS),
             progress=on_progress,
         )
 
@@ -337,10 +340,13 @@ def _model_steps(config: ReproduceConfig, model: ModelRecipe, model_dir: Path) -
 
 
 def _write_models_config(out: Path) -> Path:
-    from magsr_tf.inference.export import list_served_models, write_models_config
+    from magsr_tf.inference.export import MODELS_CONFIG, list_served_models
+    from magsr_tf.inference.models_config import merge_models_config, write_models_config
 
     served = list_served_models(out)
     names = [m.name for m in MODELS if m.name in served]
+    if (out / MODELS_CONFIG).is_file():  # entries of other models stay as written
+        return merge_models_config(out, names)
     return write_models_config(out, names=names)
 
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -34,6 +33,7 @@ from magsr_tf.physics.hamiltonian import (
     energy_per_spin,
     max_torque,
 )
+from magsr_tf.physics.workers import spawn_pool
 
 __all__ = [
     "Schedule",
@@ -422,8 +422,8 @@ def anneal(
             if progress is not None:
                 progress(done, total)
     else:
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context)
+        # Spawned workers that exit if we are killed (no orphans holding memory).
+        pool = spawn_pool(min(workers, len(chunks)))
         try:
             futures = {
                 pool.submit(_anneal_chunk, ham, part, lattice, schedule, backend): i

@@ -9,6 +9,7 @@ _EXPORTS = {
     "Busy": "magsr_tf.serving.protocol",
     "Gate": "magsr_tf.serving.gate",
     "GrpcPredictor": "magsr_tf.serving.clients",
+    "LoadError": "magsr_tf.serving.repository",
     "ModelRepository": "magsr_tf.serving.repository",
     "ModelServer": "magsr_tf.serving.rest",
     "ModelServicer": "magsr_tf.serving.grpc_api",
@@ -19,6 +20,7 @@ _EXPORTS = {
     "ServeConfig": "magsr_tf.serving.protocol",
     "Servers": "magsr_tf.serving.launcher",
     "ServingCore": "magsr_tf.serving.core",
+    "VersionStatus": "magsr_tf.serving.repository",
     "array_to_proto": "magsr_tf.serving.grpc_api",
     "available_models": "magsr_tf.serving.launcher",
     "check_tensor": "magsr_tf.serving.protocol",
@@ -27,7 +29,9 @@ _EXPORTS = {
     "make_server": "magsr_tf.serving.rest",
     "parse_predict_request": "magsr_tf.serving.protocol",
     "proto_to_array": "magsr_tf.serving.grpc_api",
+    "relative_paths": "magsr_tf.serving.protocol",
     "run_model": "magsr_tf.serving.repository",
+    "server_text": "magsr_tf.serving.clients",
     "start_servers": "magsr_tf.serving.launcher",
 }
 

@@ -8,6 +8,7 @@ tiling against TF Serving itself or ``magsr-tf serve``.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import urllib.error
@@ -19,6 +20,23 @@ from magsr_tf.errors import MagsrError
 
 REMOTE_MAX_VALUES = 1_000_000
 """Output floats per REST request (JSON is ~15 bytes per float)."""
+SERVER_TEXT_CHARS = 300
+"""Characters of a server's text (an error message) shown at most."""
+_ERROR_BODY_BYTES = 64 * 1024
+
+
+def server_text(text: object, limit: int = SERVER_TEXT_CHARS) -> str:
+    """A text that came from a server, safe to print on one line of a terminal.
+
+    A hostile or wrong server (another protocol on that port) may send escape
+    sequences, control characters or binary bytes: every character that is
+    not printable (controls, line breaks, bidi overrides, ...) becomes ``?``,
+    and the text is cut to ``limit`` characters.
+    """
+    text = text if isinstance(text, str) else str(text)
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
 
 class RemotePredictor:
     """Sends ``:predict`` requests to a TF Serving REST endpoint (columnar ``inputs`` format).
@@ -52,8 +70,10 @@ class RemotePredictor:
             self.output_name = next(iter(sig["outputs"]))
             size = int(spec["tensor_shape"]["dim"][-1]["size"])
             self.channels = size if size > 0 else None
-        except (KeyError, TypeError, ValueError, StopIteration) as exc:
-            raise MagsrError(f"unexpected metadata from {base}/metadata: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as exc:
+            raise MagsrError(
+                f"unexpected metadata from {base}/metadata: {server_text(repr(exc))}"
+            ) from exc
 
     def _request(self, method: str, url: str, body: dict | None = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -63,18 +83,31 @@ class RemotePredictor:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 payload = resp.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
             try:
-                detail = json.loads(detail).get("error", detail)
+                detail = exc.read(_ERROR_BODY_BYTES).decode(errors="replace")
+            except (OSError, http.client.HTTPException):
+                detail = exc.reason
+            try:
+                answer = json.loads(detail)
+                detail = answer.get("error", detail) if isinstance(answer, dict) else detail
             except ValueError:
                 pass
-            raise MagsrError(f"{url}: HTTP {exc.code}: {detail}") from exc
+            raise MagsrError(f"{url}: HTTP {exc.code}: {server_text(detail)}") from exc
+        except http.client.HTTPException as exc:  # BadStatusLine, IncompleteRead, ...
+            raise MagsrError(
+                f"{url} did not answer HTTP (wrong port or protocol?): "
+                f"{type(exc).__name__} {server_text(exc)}"
+            ) from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise MagsrError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+            reason = getattr(exc, "reason", exc)
+            raise MagsrError(f"cannot reach {url}: {server_text(reason)}") from exc
         try:
-            return json.loads(payload)
+            answer = json.loads(payload)
         except ValueError as exc:
             raise MagsrError(f"{url} did not answer JSON") from exc
+        if not isinstance(answer, dict):
+            raise MagsrError(f"{url} did not answer a JSON object")
+        return answer
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         answer = self._request(
@@ -83,13 +116,16 @@ class RemotePredictor:
             {"signature_name": "serving_default", "inputs": {self.input_name: lr.tolist()}},
         )
         if "error" in answer:
-            raise MagsrError(f"{self.base}: {answer['error']}")
+            raise MagsrError(f"{self.base}: {server_text(answer['error'])}")
         outputs = answer.get("outputs")
         if isinstance(outputs, dict):
             outputs = outputs.get(self.output_name)
         if outputs is None:
             raise MagsrError(f"{self.base}: no outputs in the answer")
-        return np.asarray(outputs, dtype=np.float32)
+        try:
+            return np.asarray(outputs, dtype=np.float32)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise MagsrError(f"{self.base} answered outputs that are not a tensor") from exc
 
 
 class GrpcPredictor:
@@ -142,7 +178,9 @@ class GrpcPredictor:
             size = spec.tensor_shape.dim[-1].size
             self.channels = size if size > 0 else None
         except (KeyError, ValueError, IndexError, StopIteration) as exc:
-            raise MagsrError(f"unexpected metadata from {self.target}: {exc!r}") from exc
+            raise MagsrError(
+                f"unexpected metadata from {self.target}: {server_text(repr(exc))}"
+            ) from exc
 
     def _spec(self, spec) -> None:
         spec.name = self.model
@@ -153,7 +191,9 @@ class GrpcPredictor:
         try:
             return method(request, timeout=self.timeout)
         except self._grpc.RpcError as exc:
-            raise MagsrError(f"grpc://{self.target}: {exc.code().name}: {exc.details()}") from exc
+            code = exc.code()
+            name = code.name if code is not None else "UNKNOWN"
+            raise MagsrError(f"grpc://{self.target}: {name}: {server_text(exc.details())}") from exc
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         from tensorflow_serving.apis import predict_pb2
@@ -171,4 +211,6 @@ class GrpcPredictor:
         try:
             return np.array(proto_to_array(answer.outputs[self.output_name], self.output_name))
         except RequestError as exc:  # the server's answer, not ours, is malformed
-            raise MagsrError(f"grpc://{self.target} answered a bad tensor: {exc}") from exc
+            raise MagsrError(
+                f"grpc://{self.target} answered a bad tensor: {server_text(exc)}"
+            ) from exc

@@ -52,6 +52,7 @@ from magsr_tf.serving.protocol import (
     ServeConfig,
     check_tensor,
 )
+from magsr_tf.serving.repository import ERROR_CODES
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ MESSAGE_MARGIN = 1 << 20
 """Room for the message around the answer's tensor bytes."""
 CLIENT_MAX_MESSAGE = 256 * 1024 * 1024
 """Largest message the client of ``magsr-tf predict`` accepts (gRPC's default is 4 MB)."""
+MAX_RANK = 8
+"""Highest tensor rank decoded (a request is rank 4; NumPy stops at 64)."""
+MAX_DIM = 2**31 - 1
+"""Largest size of one dimension decoded without a ``max_values`` bound (client side)."""
 
 _CODES = {
     HTTPStatus.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -94,8 +99,9 @@ def proto_to_array(proto, what: str = "tensor", max_values: int | None = None) -
     before anything could check it, so the count is bounded first.
 
     Raises:
-        RequestError: not DT_FLOAT, unknown rank, negative sizes, more values than
-            ``max_values``, or a content size that does not match the shape.
+        RequestError: not DT_FLOAT, unknown or too high a rank, negative, zero or
+            absurd sizes, more values than ``max_values``, or a content size that
+            does not match the shape.
     """
     if proto.dtype != types_pb2.DT_FLOAT:
         name = (
@@ -107,8 +113,20 @@ def proto_to_array(proto, what: str = "tensor", max_values: int | None = None) -
     if proto.tensor_shape.unknown_rank:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} has an unknown rank")
     shape = [d.size for d in proto.tensor_shape.dim]
+    if len(shape) > MAX_RANK:
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"{what} has rank {len(shape)}; at most {MAX_RANK} is read"
+        )
     if any(s < 0 for s in shape):
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} has a negative size: {shape}")
+    # Each size alone, not only their product: [0, 2^40, 2^40, 3] holds no value, but
+    # NumPy cannot even describe it (and a zero-size tensor is no request).
+    largest = max_values if max_values is not None else MAX_DIM
+    if any(s > largest for s in shape):
+        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if max_values else HTTPStatus.BAD_REQUEST
+        raise RequestError(status, f"{what} has a size over {largest}: {shape}")
+    if 0 in shape:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is empty: {shape}")
     count = int(np.prod(shape, dtype=object)) if shape else 1
     if max_values is not None and count > max_values:
         raise RequestError(
@@ -139,13 +157,14 @@ def _model_version(spec) -> int | None:
     return spec.version.value if spec.HasField("version") else None
 
 
-def _abort(context, exc: Exception) -> None:
+def _abort(context, exc: Exception, core: ServingCore) -> None:
     if isinstance(exc, RequestError):
         code = _CODES.get(exc.status, grpc.StatusCode.INTERNAL)
         message = str(exc)
     else:
         logger.exception("internal error in a gRPC call")
-        code, message = grpc.StatusCode.INTERNAL, f"internal error: {exc}"
+        code = grpc.StatusCode.INTERNAL
+        message = core.repo.public(f"internal error: {exc}")
     context.abort(code, message)
 
 
@@ -159,7 +178,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             return self._predict(request)
         except Exception as exc:  # the server must survive anything a client sends
-            _abort(context, exc)
+            _abort(context, exc, self.core)
 
     def _predict(self, request):
         spec = request.model_spec
@@ -224,11 +243,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             )
             return response
         except Exception as exc:
-            _abort(context, exc)
+            _abort(context, exc, self.core)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """``GetModelStatus``: every version (or the one named) is AVAILABLE."""
+    """``GetModelStatus``: AVAILABLE, or END with the error of a version that cannot load."""
 
     def __init__(self, core: ServingCore):
         self.core = core
@@ -236,17 +255,16 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
             spec = request.model_spec
-            version = _model_version(spec)
-            resolved = self.core.repo.resolve(spec.name, version)
-            shown = [resolved] if version is not None else self.core.repo.versions(spec.name)[::-1]
             response = get_model_status_pb2.GetModelStatusResponse()
-            for v in shown:
+            for entry in self.core.repo.status(spec.name, _model_version(spec)):
                 status = response.model_version_status.add()
-                status.version = v
-                status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+                status.version = entry.version
+                status.state = get_model_status_pb2.ModelVersionStatus.State.Value(entry.state)
+                status.status.error_code = ERROR_CODES[entry.error_code]
+                status.status.error_message = entry.error_message
             return response
         except Exception as exc:
-            _abort(context, exc)
+            _abort(context, exc, self.core)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "the served models are the folders on disk")

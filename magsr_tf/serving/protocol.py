@@ -8,6 +8,7 @@ decoding of a TF Serving predict request into a bounded LR tensor.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.export import SIGNATURE_KEY
+from magsr_tf.io.inputs import check_lr_values
 
 JSON_BYTES_PER_VALUE = 64
 """Memory one answer value holds while a REST answer is built: a Python float
@@ -28,6 +30,9 @@ _OPENERS = b"[{"
 _BRACKETS = b"[]{}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
 _DEPTH_CHUNK = 1 << 20
+_NUMBER_TYPES = (int, float)
+# The folders of an absolute path ("/srv/x/" of "/srv/x/y.pb"), not preceded by a name.
+_ABSOLUTE_DIRS = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/]+/)+")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,9 @@ class ServeConfig:
             before it gets 503 / RESOURCE_EXHAUSTED.
         max_connections: open REST connections (each holds a thread); more are
             answered 503 and closed.
-        request_timeout: seconds a client may take to send its request.
+        request_timeout: seconds a client may take to send a whole request
+            (line, headers and body, from its first byte; 408 after), and to
+            start the next one on a kept-alive connection.
         batch_maps: 0: every request is one model call. N > 1: requests of
             fewer than N maps are merged with concurrent ones of the same map
             size into calls of up to N maps
@@ -146,8 +153,26 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
     return False
 
 
+def relative_paths(text: str, root: Path) -> str:
+    """``text`` (an exception's) without the server's paths, for a client's eyes.
+
+    Paths under the models root become relative to it (``NAME/VERSION/...``);
+    any other absolute path keeps only its last component. The log keeps the
+    full text for the operator.
+    """
+    root = Path(root)
+    prefixes = {str(root), str(root.absolute()), str(root.resolve())} - {".", "/", ""}
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        text = text.replace(prefix + "/", "").replace(prefix, ".")
+    return _ABSOLUTE_DIRS.sub("", text)
+
+
 def check_tensor(array: np.ndarray, what: str, max_values: int) -> np.ndarray:
-    """Checks a decoded LR tensor: rank 4, not empty, bounded, finite."""
+    """Checks a decoded LR tensor: rank 4, not empty, bounded, finite, unit spins at most.
+
+    The value checks are the CLI's (:func:`magsr_tf.io.inputs.check_lr_values`):
+    the server refuses what ``magsr-tf predict`` refuses.
+    """
     if array.ndim != 4:
         raise RequestError(
             HTTPStatus.BAD_REQUEST,
@@ -160,15 +185,33 @@ def check_tensor(array: np.ndarray, what: str, max_values: int) -> np.ndarray:
         )
     if min(array.shape) < 1:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is empty")
-    if not np.isfinite(array).all():
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} contains NaN or inf")
-    return array
+    try:
+        return check_lr_values(array, what)
+    except MagsrError as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
 
 
 def _to_tensor(value, what: str, max_values: int) -> np.ndarray:
+    # As Python objects first: float32 conversion would take true for 1.0.
     try:
-        array = np.asarray(value, dtype=np.float32)
+        cells = np.asarray(value, dtype=object)
     except (ValueError, TypeError) as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is not a numeric tensor") from exc
+    if cells.size > max_values:
+        raise RequestError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"{what} has {cells.size} values; the limit is {max_values} per request",
+        )
+    kinds = set(map(type, cells.ravel().tolist()))
+    if not all(kind in _NUMBER_TYPES for kind in kinds):
+        found = sorted(kind.__name__ for kind in kinds - set(_NUMBER_TYPES))
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST,
+            f"{what} must hold numbers only (a rectangular tensor). Received: {', '.join(found)}",
+        )
+    try:
+        array = cells.astype(np.float32)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"{what} is not a numeric tensor") from exc
     return check_tensor(array, what, max_values)
 

@@ -24,7 +24,11 @@ server itself or when it is busy), and no request can stop the server:
   at most ``max_concurrent`` of them run the model at the same time (the
   others wait up to ``queue_timeout``), and the memory their tensors and
   answers hold is reserved from ``memory_budget`` before computing;
-- every handler catches its own exceptions and a slow client times out.
+- every handler catches its own exceptions; a whole request (line, headers
+  and body) must arrive within ``request_timeout`` (408), and ambiguous
+  framing (two ``Content-Length``, one beside ``Transfer-Encoding``, one not
+  plain digits) is 400: no request smuggling behind a proxy;
+- error texts carry no server paths (relative to the models root).
 
 Models are the SavedModels under ``models_root/NAME/VERSION/``, loaded on first
 use; the newest version answers when none is named.
@@ -32,6 +36,7 @@ use; the newest version answers when none is named.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -60,6 +65,52 @@ _ROUTE = re.compile(
     r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?/?$"
 )
 _READ_CHUNK = 1 << 20
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class _RequestTimeout(TimeoutError):
+    """The whole request (line, headers and body) took longer than ``request_timeout``."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads under one deadline per request.
+
+    A socket timeout bounds each read alone: a client sending a header byte
+    every second would hold its connection (and a thread, and one of the
+    ``max_connections``) forever. The deadline starts with the first byte of
+    a request (waiting for it is bounded by the socket timeout, which closes
+    idle kept-alive connections) and covers its line, headers and body.
+    """
+
+    def __init__(self, sock, timeout: float):
+        self._sock = sock
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.expired = False
+        """Whether a read of the current request hit the deadline."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.expired = True
+                raise _RequestTimeout(f"the request took longer than {self.timeout:g} s")
+            self._sock.settimeout(left)
+        try:
+            n = self._sock.recv_into(buffer)
+        except TimeoutError as exc:
+            if self.deadline is None:
+                raise
+            self.expired = True
+            raise _RequestTimeout(f"the request took longer than {self.timeout:g} s") from exc
+        finally:
+            self._sock.settimeout(self.timeout)  # writes keep the per-operation timeout
+        if n and self.deadline is None:
+            self.deadline = time.monotonic() + self.timeout
+        return n
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,12 +133,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
-        self.connection.settimeout(self.server.config.request_timeout)
+        timeout = self.server.config.request_timeout
+        self.connection.settimeout(timeout)
+        self._reader = _DeadlineReader(self.connection, timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self):
+        self._reader.deadline = None  # armed again by the next request's first byte
+        self._reader.expired = False
+        self._answered = False
+        self.command, self.requestline, self.request_version = None, "", "HTTP/1.1"
+        super().handle_one_request()  # catches TimeoutError itself, closing silently
+        if self._reader.expired and not self._answered:
+            # Cut off in its line or headers: say why before the connection closes.
+            message = f"the request took longer than {self.config.request_timeout:g} s"
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT, message)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         logger.info("%s %s", self.address_string(), format % args)
 
     def _send(self, status: HTTPStatus, payload: dict) -> None:
+        self._answered = True
         data = json.dumps(payload).encode()
         self.send_response(status)
         if self.close_connection:
@@ -103,6 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         self._body_read = False
         try:
+            self._content_length()  # bad framing is refused whatever the request
             route = _ROUTE.match(self.path.split("?", 1)[0])
             if route is None:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"unknown path {self.path!r}")
@@ -118,7 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the server must survive anything a client sends
             logger.exception("internal error on %s %s", method, self.path)
             self._discard_body()
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc}"})
+            message = self.repo.public(f"internal error: {exc}")
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": message})
 
     def _discard_body(self) -> None:
         # An unread body would be parsed as the next request on a kept-alive connection.
@@ -136,9 +204,11 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self):
         """Refuses a too large body before the client sends it (curl asks above 1 MB)."""
         try:
-            size = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            size = 0
+            size = self._content_length() or 0
+        except RequestError as exc:
+            self.close_connection = True
+            self._send(exc.status, {"error": str(exc)})
+            return False
         limit = self.config.max_body_bytes
         if size > limit:
             self.close_connection = True
@@ -150,37 +220,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self, route, name: str, version: int | None) -> None:
         if route["verb"]:
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f":{route['verb']} needs POST")
-        resolved = self.repo.resolve(name, version)
         if route["metadata"]:
-            self._send(HTTPStatus.OK, self.repo.metadata(name, resolved))
+            self._send(HTTPStatus.OK, self.repo.metadata(name, self.repo.resolve(name, version)))
             return
-        shown = [resolved] if version is not None else self.repo.versions(name)[::-1]
-        self._send(
-            HTTPStatus.OK,
+        statuses = [
             {
-                "model_version_status": [
-                    {
-                        "version": str(v),
-                        "state": "AVAILABLE",
-                        "status": {"error_code": "OK", "error_message": ""},
-                    }
-                    for v in shown
-                ]
-            },
-        )
+                "version": str(entry.version),
+                "state": entry.state,
+                "status": {"error_code": entry.error_code, "error_message": entry.error_message},
+            }
+            for entry in self.repo.status(name, version)
+        ]
+        self._send(HTTPStatus.OK, {"model_version_status": statuses})
 
     def _read_body(self, size: int) -> bytes:
-        """The body, within ``request_timeout`` in all (the socket timeout alone is per
-        read: a client sending a byte now and then would hold its admission forever)."""
-        timeout = self.config.request_timeout
-        deadline = time.monotonic() + timeout
+        """The body, within the request's deadline (:class:`_DeadlineReader`)."""
         chunks, remaining = [], size
         try:
             while remaining:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                self.connection.settimeout(left)
                 chunk = self.rfile.read1(min(remaining, _READ_CHUNK))
                 if not chunk:
                     break
@@ -190,24 +247,44 @@ class _Handler(BaseHTTPRequestHandler):
             self._body_read = True
             self.close_connection = True
             raise RequestError(
-                HTTPStatus.REQUEST_TIMEOUT, f"the body took longer than {timeout:g} s"
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the request took longer than {self.config.request_timeout:g} s",
             ) from exc
-        finally:
-            self.connection.settimeout(timeout)
         return b"".join(chunks)
 
-    def _read_json(self):
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not accepted")
-        if length is None:
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-        try:
-            size = int(length)
-        except ValueError as exc:
-            raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from exc
-        if size < 0:
+    def _content_length(self) -> int | None:
+        """The body's length, refusing framing that two parsers could read apart.
+
+        Behind a proxy, two ``Content-Length`` headers, one beside a
+        ``Transfer-Encoding``, or one Python's ``int`` reads but another
+        parser does not (``+5``, ``5_0``, ``٥``) let a request hide a second one
+        (request smuggling): all are 400.
+        """
+        lengths = self.headers.get_all("Content-Length") or []
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        if codings and lengths:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, "Content-Length with Transfer-Encoding is refused"
+            )
+        if codings:
+            raise RequestError(
+                HTTPStatus.LENGTH_REQUIRED,
+                "chunked or encoded bodies are not accepted; send Content-Length",
+            )
+        if len(lengths) > 1:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"{len(lengths)} Content-Length headers; send one"
+            )
+        if not lengths:
+            return None
+        if not _DIGITS.fullmatch(lengths[0].strip(" \t")):
             raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        return int(lengths[0])
+
+    def _read_json(self):
+        size = self._content_length()
+        if size is None:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
         if size > self.config.max_body_bytes:
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
