@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 from numba import njit
 
 from magsr_tf import MagsrError
+from magsr_tf.physics import numba_dipolar as nd
 from magsr_tf.physics import numba_kernels as nk
 from magsr_tf.physics import numpy_backend as npb
 from magsr_tf.physics.anneal import (
@@ -124,6 +126,52 @@ def test_sampler_matches_sequential_metropolis(ham, temperature, backend):
     assert abs(ours.mean() - reference.mean()) < 4 * error, (ours.mean(), reference.mean(), error)
 
 
+@pytest.mark.parametrize("field_refresh", [0, 1, 4])
+def test_type_ii_sampler_with_stale_far_field_matches_sequential_metropolis(field_refresh):
+    """Numba backend: the far dipolar field frozen for 1 or 4 (the default) steps, or the whole
+    field per half-sweep (the old scheme), samples the Type II equilibrium energy."""
+    ham, temperature = TypeII(), 0.5
+    lattice, chains, sweeps, burn_in = METROPOLIS_RUN
+    reference = reference_chain_means(ham, temperature)
+    ours = thermal_energies(
+        ham,
+        rngs_for(SEED, chains, 100),
+        lattice,
+        temperature,
+        sweeps,
+        backend="numba",
+        field_refresh=field_refresh,
+    )[:, burn_in:].mean(axis=1)
+    error = math.sqrt(reference.var(ddof=1) / chains + ours.var(ddof=1) / chains)
+    assert abs(ours.mean() - reference.mean()) < 4 * error, (ours.mean(), reference.mean(), error)
+
+
+@pytest.mark.parametrize("temperature", [0.1, 1.0])
+def test_stale_far_field_error_within_its_bound(temperature):
+    """After one annealing step the frozen far field differs from a fresh one by at most
+    D sum_r |W_far(r)| max |dS| per component (docs/annealer.md), and at low temperature by
+    much less than the field itself."""
+    from magsr_tf.physics import numba_backend as nb
+
+    ham, lattice = TypeII(), 32
+    rng = np.random.default_rng(SEED + 7)
+    s = npb.random_state(rng, lattice)
+    state = nk.seed_state(rng)
+    schedule = Schedule(1.5, temperature, 100)
+    nb.run_sweeps(s, ham, 1.0 / schedule.temperatures(), 1, state, 1)
+    far = nb.DipolarFFT(ham, lattice, near=True)
+    before, h_old = s.copy(), far(s)
+    nb.run_sweeps(s, ham, [1.0 / temperature], 1, state, 1)
+    error = np.abs(far(s) - h_old)
+    w = np.abs(nb.far_kernel(lattice)).sum(axis=(1, 2))  # xx, yy, zz, xy
+    step = np.abs(s - before).max()
+    bound = ham.D * step * np.array([w[0] + w[3], w[3] + w[1], w[2]])
+    assert (error.max(axis=(0, 1)) <= bound + 1e-5).all(), (error.max(axis=(0, 1)), bound)
+    h = nd.nn_dipolar_field_array(s, ham.J, ham.D) + far(s)
+    if temperature < 0.5:
+        assert np.sqrt((error**2).mean()) < 0.01 * np.sqrt((h**2).sum(axis=-1).mean())
+
+
 # --------------------------------------------------------------------------- annealed physics
 
 
@@ -232,6 +280,35 @@ def test_workers_give_the_same_configurations():
     assert calls[-1] == (3, 3) and all(t == 3 for _, t in calls)
 
 
+TYPE_I_DIGESTS = {
+    ("numba", "interfacial"): "3b81401f933ecb2b43d72f4332184265284a79f7e97bb526963337db0236a5f8",
+    ("numba", "bulk"): "df2446f462429da3e2ad9a6fb3ac6e046745bf3796b91b91ea7718f8fec0e27c",
+    ("numpy", "interfacial"): "5811b120831258446fc3bac6930d8814156ce69c08d823d1466b8a589d68dd48",
+    ("numpy", "bulk"): "b510e4e1aa5133aa8c09ae41036f98b0bd4109f03dcc9dafb7aaaaba7bac6c92",
+}
+"""sha256 of the float32 bytes of one Type I anneal (L = 32, seed [2023, 0], 100 steps), computed
+with the code of commit 0e58ee7 (before the Type II speedup of issue 25). With the live-dipole
+branch added to the shared `numba_kernels._nn_field` both numba digests change (checked; at
+L = 16 and 50 steps only the bulk one did)."""
+
+
+@pytest.mark.parametrize("backend, dmi", sorted(TYPE_I_DIGESTS))
+def test_type_i_bits_are_pinned(backend, dmi):
+    """Type I anneals stay bit-identical to the data already made (quick dataset, README numbers).
+
+    A change to the Type I kernels' source, even a branch that Type I never takes (the numba
+    kernels are inlined and compiled with fastmath), can change the machine code and hence the
+    chaotic anneal's bits: such a change must fail here, not silently. The digests hold for this
+    numba/LLVM version and CPU family; a new toolchain may legitimately change them (then
+    recompute them deliberately, and say so with the data).
+    """
+    schedule = Schedule(1.5, 0.02, 100)
+    rngs = [np.random.default_rng([2023, 0])]
+    spins = anneal(TypeI(dmi=dmi), rngs, lattice=32, schedule=schedule, backend=backend)
+    digest = hashlib.sha256(np.ascontiguousarray(spins, dtype=np.float32).tobytes()).hexdigest()
+    assert digest == TYPE_I_DIGESTS[backend, dmi]
+
+
 def test_relax_reaches_torque_bound():
     rng = np.random.default_rng(SEED)
     spins = rng.normal(size=(2, 16, 16, 3))
@@ -255,10 +332,17 @@ def test_schedule_and_attrs():
         assert temps[0] == pytest.approx(schedule.t_start)
         assert temps[-1] == pytest.approx(schedule.t_end)
         assert np.all(np.diff(temps) < 0)
-        attrs = json.loads(json.dumps(schedule_attrs(schedule)))
+        attrs = json.loads(json.dumps(schedule_attrs(schedule, ham)))
         assert attrs["sweeps"] == schedule.sweeps and attrs["relax_tol"] == 1e-2
         assert schedule.longer(4).sweeps == 4 * schedule.sweeps
+        if isinstance(ham, TypeII):
+            assert attrs["field_refresh"] == schedule.field_refresh  # recorded with the data
+        else:  # Type I: the attributes of before issue 25 (same bits, files can be resumed)
+            assert "field_refresh" not in attrs and "field per half-sweep" in attrs["update"]
     assert DEFAULT_BATCH >= 1
+    for bad in (-1, 1.5):
+        with pytest.raises(MagsrError, match="field_refresh"):
+            Schedule(1.0, 0.1, 10, field_refresh=bad)
 
 
 def test_bad_input_raises_magsr_error():

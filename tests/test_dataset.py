@@ -112,7 +112,7 @@ def test_attributes_record_parameters(tiny):
         )
         assert list(a["ratios"]) == [4, 8]
         assert json.loads(a["hamiltonian"]) == json.loads(json.dumps(hamiltonian_attrs(ham)))
-        assert json.loads(a["schedule"]) == json.loads(json.dumps(schedule_attrs(SHORT)))
+        assert json.loads(a["schedule"]) == json.loads(json.dumps(schedule_attrs(SHORT, ham)))
         assert a["version"] == magsr_tf.__version__
         assert a["n_done"] == N and bool(a["complete"])
         assert "default_rng([seed, i])" in a["rng"]

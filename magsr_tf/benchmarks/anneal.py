@@ -32,6 +32,7 @@ from magsr_tf.physics.anneal import (
     DEFAULT_BATCH,
     Schedule,
     anneal,
+    default_schedule,
     resolve_backend,
 )
 from magsr_tf.physics.hamiltonian import TypeI, make_hamiltonian
@@ -96,21 +97,21 @@ def _sweep_worker(kind: str, lattice: int, sweeps: int, backend: str, batch: int
     Returns (heat-bath site updates, all site updates, wall seconds, CPU seconds); compilation
     is excluded.
     """
-    from magsr_tf.physics import anneal as an
+    from magsr_tf.physics import numba_backend as nb
     from magsr_tf.physics import numba_kernels as nk
     from magsr_tf.physics import numpy_backend as npb
 
     ham = make_hamiltonian(kind)
-    schedule = Schedule(t_start=1.0, t_end=0.1, sweeps=sweeps, over_relax=1)
+    refresh = default_schedule(ham).field_refresh
+    schedule = Schedule(t_start=1.0, t_end=0.1, sweeps=sweeps, over_relax=1, field_refresh=refresh)
     rngs = [np.random.default_rng([seed, i]) for i in range(batch)]
     if backend == "numba":
-        field, use_field = an.field_source(ham, lattice)
         states = [(npb.random_state(rng, lattice), nk.seed_state(rng)) for rng in rngs]
-        an.numba_sweep(states[0][0].copy(), 1.0, ham, 1, states[0][1].copy(), field, use_field)
+        warm = states[0][0].copy()
+        nb.run_sweeps(warm, ham, [1.0], 1, states[0][1].copy(), refresh)
         start, cpu = time.perf_counter(), time.process_time()
         for s, state in states:
-            for temperature in schedule.temperatures():
-                an.numba_sweep(s, 1.0 / temperature, ham, 1, state, field, use_field)
+            nb.run_sweeps(s, ham, 1.0 / schedule.temperatures(), 1, state, refresh)
     else:
         q = npb.random_quarters(rngs, lattice)
         start, cpu = time.perf_counter(), time.process_time()
@@ -221,40 +222,43 @@ def schedule_study(
     t_start: float = 1.5,
     t_end: float = 0.02,
     seed: int = BENCH_SEED,
+    field_refresh: int | None = None,
 ) -> list[dict]:
     """The measurement behind the default schedules: cost and result against sweep count.
 
     For each sweep count, `count` configurations are annealed one by one in this process with the
     numba backend (geometric cooling from `t_start` to `t_end`) and relaxed to T = 0. Costs are
-    CPU seconds of this process (robust to other jobs on the machine).
+    CPU seconds of this process (robust to other jobs on the machine). `field_refresh` as in
+    `Schedule` (default: that of `default_schedule`).
 
     Returns:
         one row per sweep count: CPU seconds per configuration for annealing and relaxation,
         mean and max relaxation sweeps, mean energy per spin and its standard error, the
         structure-factor peak (mean, std; S_z for Type II) and, Type II, the wall fraction.
     """
-    from magsr_tf.physics import anneal as an
+    from magsr_tf.physics import numba_backend as nb
     from magsr_tf.physics import numba_kernels as nk
     from magsr_tf.physics import numpy_backend as npb
     from magsr_tf.physics.hamiltonian import energy_per_spin
     from magsr_tf.physics.observables import structure_factor_peak, wall_fraction
 
     ham = make_hamiltonian(kind)
-    an.anneal_one_numba(ham, np.random.default_rng(seed), 8, Schedule(1.0, 0.1, 2))  # compile
-    field, use_field = an.field_source(ham, lattice)
+    refresh = default_schedule(ham).field_refresh if field_refresh is None else field_refresh
+    nb.anneal_one(ham, np.random.default_rng(seed), 8, Schedule(1.0, 0.1, 2))  # compile
     rows = []
     for n_sweeps in sweeps:
-        schedule = Schedule(t_start, t_end, n_sweeps, over_relax)
+        schedule = Schedule(t_start, t_end, n_sweeps, over_relax, field_refresh=refresh)
         anneal_s, relax_s, relax_sweeps, states = [], [], [], []
         for i in range(count):
             rng = np.random.default_rng([seed, i])
             s = npb.random_state(rng, lattice)
             state = nk.seed_state(rng)
             start = time.process_time()
-            for temperature in schedule.temperatures():
-                an.numba_sweep(s, 1.0 / temperature, ham, over_relax, state, field, use_field)
+            nb.run_sweeps(s, ham, 1.0 / schedule.temperatures(), over_relax, state, refresh)
             middle = time.process_time()
-            s, used = an.relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)
+            s, used = nb.relax_one(
+                s, ham, schedule.relax_tol, schedule.relax_max_sweeps, near=refresh > 0
+            )
             relax_s.append(time.process_time() - middle)
             anneal_s.append(middle - start)
             relax_sweeps.append(used)
@@ -266,6 +270,7 @@ def schedule_study(
             "model": kind,
             "sweeps": n_sweeps,
             "over_relax": over_relax,
+            "field_refresh": refresh,
             "anneal_cpu_s": float(np.mean(anneal_s)),
             "relax_cpu_s": float(np.mean(relax_s)),
             "relax_sweeps": float(np.mean(relax_sweeps)),

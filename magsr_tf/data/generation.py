@@ -202,7 +202,7 @@ def _parameters(config: GenerateConfig, ham: Any, schedule: Any, backend: str) -
         "ratios": tuple(config.ratios),
         "phases": int(config.phases),
         "hamiltonian": _json(hamiltonian_mod.hamiltonian_attrs(ham)),
-        "schedule": _json(anneal_mod.schedule_attrs(schedule)),
+        "schedule": _json(anneal_mod.schedule_attrs(schedule, ham)),
         # The annealer's backends draw random numbers differently.
         "backend": backend,
     }

@@ -21,14 +21,12 @@ from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-import scipy.fft
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.physics import numpy_backend as npb
 from magsr_tf.physics.hamiltonian import (
     TypeI,
     TypeII,
-    _dipolar_kernel_fft,
     check_spins,
     energy_per_spin,
     max_torque,
@@ -53,8 +51,8 @@ DEFAULT_BATCH = 16
 """Configurations per batch per worker (the numpy backend updates a batch at once)."""
 
 BACKENDS = ("auto", "numpy", "numba")
-RELAX_FIELD_REFRESH = 4
-"""Relaxation sweeps between dipolar-field refreshes in the numba backend."""
+TYPE_II_FIELD_REFRESH = 4
+"""Default `Schedule.field_refresh` of Type II (measured, docs/annealer.md)."""
 COOLINGS = ("geometric", "linear")
 MOVES = ("heatbath",)
 
@@ -67,8 +65,10 @@ class Schedule:
     ``over_relax`` over-relaxation sweeps at temperature T_k, cooled from ``t_start`` to ``t_end``
     geometrically (T_k = t_start (t_end / t_start)^(k / (sweeps - 1))) or linearly. Then
     zero-temperature relaxation runs until the largest torque is below ``relax_tol`` (at most
-    ``relax_max_sweeps`` sweeps). Type II: the dipolar field is recomputed (FFT) before every
-    half-sweep and held fixed during it.
+    ``relax_max_sweeps`` sweeps). Type II dipolar field: the numpy backend recomputes it (FFT)
+    before every half-sweep and holds it fixed during it; the numba backend evaluates the
+    nearest-neighbour dipoles live and refreshes the far field every ``field_refresh`` steps
+    (``field_refresh = 0``: the whole field before every half-sweep, the scheme before issue 25).
 
     Attributes:
         t_start: First temperature (units of J), above the ordering temperature.
@@ -79,6 +79,8 @@ class Schedule:
         move: "heatbath" (the only move type; recorded for the data attributes).
         relax_tol: Torque bound |S x h_eff| that ends the zero-temperature relaxation.
         relax_max_sweeps: Cap on relaxation sweeps (a warning is logged if reached).
+        field_refresh: Type II, numba backend: temperature steps between refreshes of the far
+            dipolar field (0: the whole field before every half-sweep).
     """
 
     t_start: float
@@ -89,6 +91,7 @@ class Schedule:
     move: str = "heatbath"
     relax_tol: float = 1e-2
     relax_max_sweeps: int = 20_000
+    field_refresh: int = TYPE_II_FIELD_REFRESH
 
     def __post_init__(self) -> None:
         if not (0 < self.t_end <= self.t_start and math.isfinite(self.t_start)):
@@ -99,6 +102,10 @@ class Schedule:
             raise MagsrError(
                 "Need sweeps >= 1 and over_relax >= 0. "
                 f"Received: sweeps={self.sweeps}, over_relax={self.over_relax}"
+            )
+        if int(self.field_refresh) != self.field_refresh or self.field_refresh < 0:
+            raise MagsrError(
+                f"field_refresh must be an integer >= 0. Received: {self.field_refresh!r}"
             )
         if self.cooling not in COOLINGS:
             raise MagsrError(f"cooling must be one of {COOLINGS}. Received: {self.cooling!r}")
@@ -137,20 +144,47 @@ def default_schedule(ham) -> Schedule:
     if isinstance(ham, TypeI):
         return Schedule(t_start=1.5, t_end=0.02, sweeps=200, over_relax=1)
     if isinstance(ham, TypeII):
-        return Schedule(t_start=1.5, t_end=0.02, sweeps=1000, over_relax=1)
+        return Schedule(
+            t_start=1.5,
+            t_end=0.02,
+            sweeps=1000,
+            over_relax=1,
+            field_refresh=TYPE_II_FIELD_REFRESH,
+        )
     raise MagsrError(f"Unknown Hamiltonian. Received: {ham!r}")
 
 
-def schedule_attrs(schedule: Schedule) -> dict:
-    """JSON-able description of `schedule` (for HDF5 attributes)."""
+def schedule_attrs(schedule: Schedule, ham=None) -> dict:
+    """JSON-able description of `schedule` (for HDF5 attributes).
+
+    For a Type I `ham` the description is the one from before issue 25 (no ``field_refresh``,
+    which only concerns Type II): Type I results are bit-identical to those of that annealer, so
+    Type I files keep their attributes and a file begun before can be resumed.
+    """
+    if isinstance(ham, TypeI):
+        attrs = asdict(schedule)
+        del attrs["field_refresh"]
+        return {
+            **attrs,
+            "update": "checkerboard sublattices; heat bath (exact sampling of exp(beta h.S)) + "
+            "over-relaxation; Type II anisotropy by Metropolis acceptance, dipolar field per "
+            "half-sweep",
+            **_START_FINISH,
+        }
     return {
         **asdict(schedule),
         "update": "checkerboard sublattices; heat bath (exact sampling of exp(beta h.S)) + "
-        "over-relaxation; Type II anisotropy by Metropolis acceptance, dipolar field per "
-        "half-sweep",
-        "start": "uniformly random unit vectors",
-        "finish": "zero-temperature relaxation (spins turned to h_eff) to max torque < relax_tol",
+        "over-relaxation; Type II anisotropy by Metropolis acceptance; dipolar field: numpy "
+        "backend whole field per half-sweep, numba backend nearest-neighbour dipoles live and the "
+        "far field every field_refresh steps (0: whole field per half-sweep)",
+        **_START_FINISH,
     }
+
+
+_START_FINISH = {
+    "start": "uniformly random unit vectors",
+    "finish": "zero-temperature relaxation (spins turned to h_eff) to max torque < relax_tol",
+}
 
 
 def _numba_available() -> bool:
@@ -173,103 +207,6 @@ def resolve_backend(backend: str) -> str:
 def _check_ham(ham) -> None:
     if not isinstance(ham, (TypeI, TypeII)):
         raise MagsrError(f"ham must be a TypeI or TypeII Hamiltonian. Received: {ham!r}")
-
-
-# --------------------------------------------------------------------------- numba backend
-
-
-def _numba_params(ham):
-    if isinstance(ham, TypeI):
-        return ham.J, ham.D, 1 if ham.dmi == "interfacial" else 2, 0.0
-    return ham.J, 0.0, 0, ham.K
-
-
-class _DipolarFFT:
-    """Dipolar field of one configuration ``[L, L, 3]`` for the numba backend.
-
-    Same kernel and convention as `hamiltonian.dipolar_field`, evaluated in single precision with
-    scipy's FFT (the field only steers the sampler and the relaxation; the final torque check
-    uses the float64 `max_torque`).
-    """
-
-    def __init__(self, ham: TypeII, lattice: int):
-        kernel = -ham.D * _dipolar_kernel_fft(lattice)
-        self.kxx, self.kyy, self.kzz, self.kxy = (k.astype(np.complex64) for k in kernel)
-        self.lattice = lattice
-
-    def __call__(self, s: np.ndarray) -> np.ndarray:
-        f = scipy.fft.rfft2(np.ascontiguousarray(s.transpose(2, 0, 1), dtype=np.float32))
-        out = np.empty_like(f)
-        out[0] = self.kxx * f[0] + self.kxy * f[1]
-        out[1] = self.kxy * f[0] + self.kyy * f[1]
-        out[2] = self.kzz * f[2]
-        field = scipy.fft.irfft2(out, s=(self.lattice, self.lattice))
-        return np.ascontiguousarray(field.transpose(1, 2, 0), dtype=np.float64)
-
-
-def field_source(ham, lattice):
-    """Callable giving the frozen external (dipolar) field for a kernel call, and its flag."""
-    if isinstance(ham, TypeII):
-        return _DipolarFFT(ham, lattice), True
-    no_field = np.zeros((1, 1, 3))
-    return (lambda s: no_field), False
-
-
-def numba_sweep(s, beta, ham, schedule_over_relax, state, field, use_field):
-    """One annealing sweep of one float64 configuration ``s[L, L, 3]`` with the numba kernels:
-    heat bath on both sublattices, then ``schedule_over_relax`` over-relaxation sweeps."""
-    from magsr_tf.physics import numba_kernels as nk
-
-    J, D, dmi, K = _numba_params(ham)
-    for parity in (0, 1):
-        nk.heat_bath_half_sweep(s, parity, beta, J, D, dmi, K, field(s), use_field, state)
-    for _ in range(schedule_over_relax):
-        for parity in (0, 1):
-            nk.over_relax_half_sweep(s, parity, beta, J, D, dmi, K, field(s), use_field, state)
-
-
-def anneal_one_numba(ham, rng, lattice, schedule) -> np.ndarray:
-    """Anneals one configuration ``[L, L, 3]`` with the numba backend, then relaxes it."""
-    from magsr_tf.physics import numba_kernels as nk
-
-    s = npb.random_state(rng, lattice)
-    state = nk.seed_state(rng)
-    field, use_field = field_source(ham, lattice)
-    for temperature in schedule.temperatures():
-        numba_sweep(s, 1.0 / temperature, ham, schedule.over_relax, state, field, use_field)
-    return relax_one_numba(s, ham, schedule.relax_tol, schedule.relax_max_sweeps)[0]
-
-
-def relax_one_numba(s, ham, tol, max_sweeps) -> tuple[np.ndarray, int]:
-    """Relax one float64 configuration in place; returns it and the number of sweeps used."""
-    from magsr_tf.physics import numba_kernels as nk
-
-    J, D, dmi, K = _numba_params(ham)
-    field, use_field = field_source(ham, s.shape[0])
-    if max_torque(s[None].astype(np.float32), ham)[0] < tol:
-        return s, 0
-    sweeps_done = 0
-    for _ in range(max_sweeps):
-        # The weak dipolar field (Type II) changes little from sweep to sweep during relaxation:
-        # refreshing it every RELAX_FIELD_REFRESH sweeps halves the cost without changing the
-        # number of sweeps needed (measured, docs/annealer.md); the final checks use a fresh one.
-        if sweeps_done % RELAX_FIELD_REFRESH == 0:
-            h_ext = field(s)
-        sweeps_done += 1
-        worst = 0.0
-        for parity in (0, 1):
-            torque = nk.align_half_sweep(s, parity, J, D, dmi, K, h_ext, use_field, 1.0)
-            worst = max(worst, torque)
-        # The kernel's torque is measured before turning, so confirm with the torque of the
-        # current state (compiled, cheap), then once with the exact float64 field of the
-        # float32 state that is returned.
-        if worst < tol and nk.max_torque(s, J, D, dmi, K, field(s), use_field) < tol:
-            if max_torque(s[None].astype(np.float32), ham)[0] < tol:
-                break
-    else:
-        logger.warning("relaxation stopped after %d sweeps above tol=%g", max_sweeps, tol)
-    logger.debug("relaxed in %d sweeps", sweeps_done)
-    return s, sweeps_done
 
 
 # --------------------------------------------------------------------------- numpy backend
@@ -349,8 +286,10 @@ def relax(
     if not tol > 0:
         raise MagsrError(f"tol must be > 0. Received: tol={tol}")
     if resolve_backend(backend) == "numba":
+        from magsr_tf.physics import numba_backend as nb
+
         out = np.stack(
-            [relax_one_numba(np.array(s, dtype=np.float64), ham, tol, max_iter)[0] for s in spins]
+            [nb.relax_one(np.array(s, dtype=np.float64), ham, tol, max_iter)[0] for s in spins]
         )
     else:
         out = _relax_numpy(spins, ham, tol, max_iter)
@@ -366,7 +305,9 @@ def _finish(spins: np.ndarray) -> np.ndarray:
 def _anneal_chunk(ham, rngs, lattice, schedule, backend) -> np.ndarray:
     """Anneal the configurations of one chunk (runs in a worker process or in-process)."""
     if backend == "numba":
-        states = [anneal_one_numba(ham, rng, lattice, schedule) for rng in rngs]
+        from magsr_tf.physics import numba_backend as nb
+
+        states = [nb.anneal_one(ham, rng, lattice, schedule) for rng in rngs]
         return _finish(np.stack(states))
     return _finish(_anneal_batch_numpy(ham, rngs, lattice, schedule))
 
@@ -451,11 +392,13 @@ def thermal_energies(
     sweeps: int,
     over_relax: int = 1,
     backend: str = "auto",
+    field_refresh: int = TYPE_II_FIELD_REFRESH,
 ) -> np.ndarray:
     """Energy per spin after each sweep of the sampler at a fixed temperature (no relaxation).
 
     Runs the annealer's moves (one heat-bath sweep + `over_relax` over-relaxation sweeps per
     step) from a random state, for equilibrium checks against a plain Metropolis sampler.
+    `field_refresh` as in `Schedule` (numba backend, Type II).
 
     Returns:
         float64 ``[len(rngs), sweeps]``.
@@ -475,13 +418,16 @@ def thermal_energies(
                     npb.over_relax_half_sweep(q, parity, beta, ham, rngs)
             out[:, k] = energy_per_spin(npb.from_quarters(q), ham)
         return out
+    from magsr_tf.physics import numba_backend as nb
     from magsr_tf.physics import numba_kernels as nk
 
-    field, use_field = field_source(ham, lattice)
+    betas = np.full(int(sweeps), beta)
     for i, rng in enumerate(rngs):
         s = npb.random_state(rng, lattice)
         state = nk.seed_state(rng)
-        for k in range(sweeps):
-            numba_sweep(s, beta, ham, over_relax, state, field, use_field)
+
+        def record(k, s=s, i=i):
             out[i, k] = energy_per_spin(s[None], ham)[0]
+
+        nb.run_sweeps(s, ham, betas, over_relax, state, field_refresh, after=record)
     return out
