@@ -65,8 +65,11 @@ def request(srv, method, path, body=None, headers=None, raw=None):
 def raw_exchange(srv, data: bytes) -> bytes:
     host, port = srv.server_address[:2]
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the server may answer (503) and close before we finish sending
+            pass
         chunks = []
         while True:
             chunk = sock.recv(65536)

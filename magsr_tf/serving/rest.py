@@ -40,6 +40,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -345,6 +346,26 @@ _TOO_MANY_CONNECTIONS = (
 )
 
 
+REFUSE_LINGER = 0.5
+"""Seconds a refused connection is drained before it is closed."""
+
+
+def _refuse(request) -> None:
+    """Answers 503 on a connection beyond the limit and closes it without a reset."""
+    try:
+        request.sendall(_TOO_MANY_CONNECTIONS)
+        request.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + REFUSE_LINGER
+        while (left := deadline - time.monotonic()) > 0:
+            request.settimeout(left)
+            if not request.recv(65536):
+                break
+    except OSError:
+        pass
+    finally:
+        request.close()
+
+
 class ModelServer(ThreadingHTTPServer):
     """ThreadingHTTPServer holding the :class:`ServingCore` and the configuration.
 
@@ -375,11 +396,10 @@ class ModelServer(ThreadingHTTPServer):
             if not full:
                 self._connections += 1
         if full:
-            try:
-                request.sendall(_TOO_MANY_CONNECTIONS)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+            # Closing with the client's request unread would send a TCP reset that can
+            # destroy the 503 before the client reads it: linger briefly in a thread
+            # (never in the accepting one) and drain what the client sent.
+            threading.Thread(target=_refuse, args=(request,), daemon=True).start()
             return
         try:
             super().process_request(request, client_address)
