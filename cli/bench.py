@@ -70,12 +70,15 @@ def refine(
     states: int = typer.Option(16, help="Annealed Type I states refined together."),
     steps: int = typer.Option(0, help="Refinement steps (0: refine's default)."),
     seconds: float = typer.Option(10.0, help="Seconds of the training-step reference."),
+    noise: float = typer.Option(
+        0.05, "--noise", help="LR noise sigma of the noisy row (0: clean row only)."
+    ),
     json_out: JsonRows = None,
 ) -> None:
-    """Type I x8 refinements per second vs one x8 training step in the same run."""
+    """Type I x8 refinements per second (clean and noisy LR) vs one x8 training step."""
     from magsr_tf.benchmarks.refine import bench_refine
 
-    rows = bench_refine(states=states, steps=steps or None, seconds=seconds)
+    rows = bench_refine(states=states, steps=steps or None, seconds=seconds, noise=noise)
     _show("Physics-informed refinement", rows, json_out)
 
 

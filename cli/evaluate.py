@@ -24,6 +24,20 @@ def print_tables(console: Console, tables) -> None:
         print_table(title, header, rows, console=console)
 
 
+def parse_levels(text: str | None) -> tuple[float, ...]:
+    """``--noise 0.02,0.05,0.1`` -> (0.02, 0.05, 0.1); a bad list is a one-line error."""
+    from magsr_tf.errors import MagsrError
+
+    if not text:
+        return ()
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise MagsrError(
+            f"--noise must be a comma-separated list of sigmas. Received: {text!r}"
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add `evaluate` and `report` to `app`."""
 
@@ -44,6 +58,12 @@ def register(app: typer.Typer) -> None:
         ),
         refine_steps: RefineSteps = None,
         overwrite: Overwrite = False,
+        noise: str = typer.Option(
+            None,
+            "--noise",
+            help="Also score noisy LR input at these sigmas per component, e.g. 0.02,0.05,0.1 "
+            "(network, network + refine, bicubic, unit bicubic; docs/noise.md).",
+        ),
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
         from magsr_tf.evaluation.evaluate import EvaluateConfig
@@ -59,6 +79,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             physical=physical,
             overwrite=overwrite,
+            noise=parse_levels(noise),
             **({} if refine_steps is None else {"refine_steps": refine_steps}),
         )
         console = output_console()
@@ -72,6 +93,10 @@ def register(app: typer.Typer) -> None:
             f"of {result['data']}"
         )
         print_tables(console, evaluation_tables(result))
+        if "noisy" in result:
+            from magsr_tf.evaluation.noisy import noisy_table
+
+            print_tables(console, [noisy_table(result["noisy"])])
         console.print(LEGEND, style="dim")
         best = result["gains_db"].get("over_best_aligned")
         if best:

@@ -168,6 +168,18 @@ def fit(
         help="Replace a model folder that holds another run's model or committed files "
         "(its folder of the same options is always continued).",
     ),
+    noise: float = typer.Option(
+        0.0,
+        "--noise",
+        help="Input-noise augmentation: Gaussian sigma per component drawn from [0, NOISE] "
+        "per image (20% stay clean); the loss still compares with the clean LR image "
+        "(docs/noise.md).",
+    ),
+    init_weights: str = typer.Option(
+        None,
+        "--init-weights",
+        help="Start from this model folder's weights (fine-tuning), e.g. saved_models/typeI_x8.",
+    ),
 ) -> None:
     """Train on LR images only; write the SR model (.keras + TF Serving SavedModel) and scores."""
     from magsr_tf.jobs.fit import FitConfig
@@ -188,6 +200,8 @@ def fit(
         **({} if refine_steps is None else {"refine_steps": refine_steps}),
         degradation=degradation,
         overwrite=overwrite,
+        noise=noise,
+        init_weights=init_weights,
     )
     console = output_console()
     display = _Display(console)
@@ -198,6 +212,19 @@ def fit(
     _show_summary(console, summary)
 
 
+def calibrate_noise(
+    model: Path = typer.Argument(..., help="Trained model folder (saved_models/NAME)."),
+    data: str = typer.Option(..., "--data", help="The HDF5 dataset it was trained on."),
+) -> None:
+    """Measure the model's LR residual against the noise level on its training images
+    (noise_calibration.json, used by predict/refine --noise auto; fit writes it itself)."""
+    from magsr_tf.jobs.fit import calibrate_model
+
+    path = calibrate_model(model, data)
+    output_console().print(f"Noise calibration: {path}", markup=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `fit` to `app`."""
+    """Add `fit` and `calibrate-noise` to `app`."""
     app.command("fit")(fit)
+    app.command("calibrate-noise")(calibrate_noise)

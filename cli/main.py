@@ -135,6 +135,7 @@ _guard_commands(app)
 # Sub-commands that run TensorFlow; it is imported up front, quietly, for them.
 _TF_COMMANDS = {
     "fit",
+    "calibrate-noise",
     "evaluate",
     "experiment",
     "export",

@@ -49,6 +49,16 @@ RefineSteps = Annotated[
     ),
 ]
 
+# Noise level of the LR input, per component ('auto': estimated from the map).
+Noise = Annotated[
+    str,
+    typer.Option(
+        "--noise",
+        help="LR noise sigma per component, or 'auto' (estimated from each map with the "
+        "model's LR residual; docs/noise.md).",
+    ),
+]
+
 # Single-image fits (`fit-image`, `bench real`).
 Patches = Annotated[int, typer.Option("--patches", help="Number of random LR patches.")]
 PatchEpochs = Annotated[int, typer.Option("--epochs", help="Epochs over the patches.")]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from magsr_tf_cli.options import (
     InferenceBatchSize,
+    Noise,
     OutFolder,
     Overwrite,
     RootFolder,
@@ -46,8 +47,11 @@ def predict(
         help="Memory limit, e.g. 4G or 1500M (default: $MAGSR_MAX_MEMORY or 80% of "
         "MemAvailable); larger work is refused before it starts.",
     ),
+    noise: Noise = "auto",
 ) -> None:
-    """Super-resolve LR maps with an exported model; writes NAME_sr.npy and NAME_sr.png."""
+    """Super-resolve LR maps with an exported model; writes NAME_sr.npy, NAME_sr.png and
+    NAME_predict.json (with the estimated LR noise level)."""
+    from magsr_tf.inference.noise_level import parse_noise
     from magsr_tf.jobs.predict import PredictConfig
     from magsr_tf.jobs.predict import predict as run
 
@@ -63,12 +67,15 @@ def predict(
         value_range=parse_pair(value_range, ",", "LOW,HIGH"),
         overwrite=overwrite,
         max_memory=max_memory,
+        noise=parse_noise(noise),
     )
     console = output_console(markup=False, highlight=False)
     for result in run(config):
         shape = "x".join(str(s) for s in result.sr.shape)
         files = ", ".join(str(f) for f in result.files)
-        console.print(f"{result.name}: SR [{shape}] -> {files}")
+        sigma = (result.noise or {}).get("sigma_mean")
+        level = "" if sigma is None or sigma != sigma else f" (LR noise sigma {sigma:.3g})"
+        console.print(f"{result.name}: SR [{shape}]{level} -> {files}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from magsr_tf_cli.options import OutFolder, Overwrite, RootFolder
+from magsr_tf_cli.options import Noise, OutFolder, Overwrite, RootFolder
 from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 
@@ -38,8 +38,13 @@ def refine(
     out: OutFolder = Path("refined"),
     root: RootFolder = Path("saved_models"),
     overwrite: Overwrite = False,
+    noise: Noise = "auto",
 ) -> None:
-    """Reconstruct SR spin maps under the Hamiltonian; writes NAME_sr.npy/.png, NAME_refine.json."""
+    """Reconstruct SR spin maps under the Hamiltonian; writes NAME_sr.npy/.png, NAME_refine.json.
+
+    Noisy LR maps (noise level estimated, or --noise) are fitted with a likelihood
+    weight from their sigma instead of exactly (docs/noise.md)."""
+    from magsr_tf.inference.noise_level import parse_noise
     from magsr_tf.jobs.refine import RefineJob, run_refine
     from magsr_tf.priors.refine import RefineConfig
 
@@ -64,6 +69,7 @@ def refine(
         config=config,
         overwrite=overwrite,
         models_root=root,
+        noise=parse_noise(noise),
     )
     bar = progress_bar(unit="map")
     task = bar.add_task("refine", total=None)
@@ -89,6 +95,7 @@ def refine(
             str(len(o.result.sr)),
             f"{o.result.energy_per_spin.mean():.5f}",
             f"{o.result.lr_misfit.mean():.2e}",
+            "-" if o.noise is None else f"{o.noise.sigma.mean():.3g}",
             f"{o.result.seconds:.1f}",
             str(o.files[0]),
         ]
@@ -96,7 +103,7 @@ def refine(
     ]
     print_table(
         "refine",
-        ["input", "maps", "E/N", "LR misfit", "seconds", "output"],
+        ["input", "maps", "E/N", "LR misfit", "LR noise", "seconds", "output"],
         rows,
         console=output_console(),
     )

@@ -13,9 +13,15 @@ from typing import Any
 DEFAULT_MODELS_ROOT = Path("saved_models")
 
 
-def super_resolve(lr, model, batch_size: int = 8, padding: str | None = None,
-                  models_root: str | Path = DEFAULT_MODELS_ROOT, out: str | Path | None = None,
-                  max_memory: str | int | None = None):
+def super_resolve(
+    lr,
+    model,
+    batch_size: int = 8,
+    padding: str | None = None,
+    models_root: str | Path = DEFAULT_MODELS_ROOT,
+    out: str | Path | None = None,
+    max_memory: str | int | None = None,
+):
     """SR of a NumPy array with a trained network (``magsr-tf predict`` in memory).
 
     Args:
@@ -38,8 +44,15 @@ def super_resolve(lr, model, batch_size: int = 8, padding: str | None = None,
     """
     from magsr_tf.inference.apply import super_resolve as run
 
-    return run(lr, model, batch_size=batch_size, padding=padding, models_root=models_root,
-               out=out, max_memory=max_memory)
+    return run(
+        lr,
+        model,
+        batch_size=batch_size,
+        padding=padding,
+        models_root=models_root,
+        out=out,
+        max_memory=max_memory,
+    )
 
 
 def load_model(model, models_root: str | Path = DEFAULT_MODELS_ROOT):
@@ -49,8 +62,16 @@ def load_model(model, models_root: str | Path = DEFAULT_MODELS_ROOT):
     return run(model, models_root)
 
 
-def refine(lr, ratio: int | None = None, hamiltonian=None, init="bicubic", steps: int | None = None,
-           config=None, models_root: str | Path = DEFAULT_MODELS_ROOT, progress=None):
+def refine(
+    lr,
+    ratio: int | None = None,
+    hamiltonian=None,
+    init="bicubic",
+    steps: int | None = None,
+    config=None,
+    models_root: str | Path = DEFAULT_MODELS_ROOT,
+    progress=None,
+):
     """SR under the data's Hamiltonian, consistent with the LR input (``magsr-tf refine``).
 
     Args:

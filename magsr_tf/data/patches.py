@@ -14,7 +14,6 @@ MIN_PATCH = 4
 """Smallest patch edge in LR pixels the network's convolutions take."""
 
 
-
 def random_patches(
     image: np.ndarray, patch: int, count: int, rng: np.random.Generator
 ) -> np.ndarray:

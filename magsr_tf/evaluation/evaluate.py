@@ -330,6 +330,8 @@ class EvaluateConfig:
             refine" from bicubic; :mod:`magsr_tf.priors.refine`); 0 skips it. Needs
             3-component data with a known Hamiltonian.
         overwrite: replace an existing JSON or figure (else refused before scoring).
+        noise: LR noise levels sigma of the extra noisy rows
+            (:mod:`magsr_tf.evaluation.noisy`); empty: none.
     """
 
     model: Path
@@ -341,8 +343,12 @@ class EvaluateConfig:
     physical: bool = True
     refine_steps: int = DEFAULT_REFINE_STEPS
     overwrite: bool = False
+    noise: tuple[float, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "noise", tuple(float(s) for s in self.noise))
+        if any(not (0 <= s <= 1) for s in self.noise):
+            raise MagsrError(f"noise levels must be in [0, 1]. Received: {self.noise}")
         if self.refine_steps < 0:
             raise MagsrError(f"refine_steps must be >= 0. Received: {self.refine_steps}")
         if self.batch_size < 1:
@@ -376,7 +382,8 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     tag = f"{split.kind}_x{ratio}"
     json_out = Path(config.json_out) if config.json_out else folder / f"evaluation_{tag}.json"
     figure_out = figures_dir / f"evaluate_{tag}.png"
-    for target in (json_out, figure_out):
+    noise_out = figures_dir / f"noise_{tag}.png"
+    for target in (json_out, figure_out, *([noise_out] if config.noise else [])):
         if target.exists() and not config.overwrite:
             raise MagsrError(
                 f"{target} already exists; pass --overwrite to replace it, "
@@ -391,6 +398,7 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
 
         ham = hamiltonian_from_attrs(split.hamiltonian, split.kind)
     refined = refine_maps(split.lr, sr, ratio, ham, config.refine_steps, padding)
+    refine_ham = ham
     if not config.physical:
         ham = None
     result = {
@@ -430,6 +438,24 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         highlight="SR network",
     )
     result["figures"] = [str(fig)]
+    if config.noise:
+        from magsr_tf.evaluation.noisy import noise_figure, score_noisy
+        from magsr_tf.inference.noise_level import read_calibration
+
+        result["noisy"] = score_noisy(
+            sr_model,
+            split.hr,
+            split.lr,
+            ratio,
+            config.noise,
+            padding,
+            hamiltonian=refine_ham,
+            refine_steps=config.refine_steps if padding == "periodic" else 0,
+            calibration=read_calibration(folder),
+            batch_size=config.batch_size,
+        )
+        title = f"{kind_label(split.kind)} x{ratio}: noisy LR input"
+        result["figures"].append(str(noise_figure(result["noisy"], noise_out, title)))
     result["json"] = str(json_out)
     write_json(json_out, result)
     return result

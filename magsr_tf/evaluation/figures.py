@@ -137,8 +137,15 @@ def comparison_figure(
             diff = spins[..., -1] - reference
             size = reference.shape[0]
             bottom, top = (-0.5, size - 0.5) if origin == "lower" else (size - 0.5, -0.5)
-            ax.imshow(diff, cmap="RdBu_r", vmin=-0.5, vmax=0.5, interpolation="nearest",
-                      origin=origin, extent=(-0.5, reference.shape[1] - 0.5, bottom, top))
+            ax.imshow(
+                diff,
+                cmap="RdBu_r",
+                vmin=-0.5,
+                vmax=0.5,
+                interpolation="nearest",
+                origin=origin,
+                extent=(-0.5, reference.shape[1] - 0.5, bottom, top),
+            )
             ax.set_aspect("equal")
             ax.set_title(f"{name} - {truth_label}", fontsize=8)
     if title:

@@ -1,5 +1,4 @@
-"""What a command does end to end: fit, fit-image, predict, refine, reproduce.
-"""
+"""What a command does end to end: fit, fit-image, predict, refine, reproduce."""
 
 from magsr_tf.lazy import lazy_exports
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from magsr_tf import __version__
 from magsr_tf.errors import MagsrError
+from magsr_tf.inference.noise_level import write_calibration
 from magsr_tf.io.writers import atomic_path
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.priors.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
@@ -95,6 +96,10 @@ class FitConfig:
             committed files (its stale artifacts are removed). Without it such
             a folder is refused before any work; the folder of this same
             configuration is always continued (resume).
+        noise: largest sigma of the input-noise augmentation (0: none; see
+            :class:`magsr_tf.training.config.TrainConfig`).
+        init_weights: a model folder or ``.keras`` file whose weights start the
+            run (fine-tuning); None: random initialization.
     """
 
     data: str = "typeI"
@@ -113,6 +118,8 @@ class FitConfig:
     refine_steps: int = DEFAULT_REFINE_STEPS
     degradation: str | None = None
     overwrite: bool = False
+    noise: float = 0.0
+    init_weights: str | None = None
 
     def __post_init__(self):
         if self.refine_steps < 0:
@@ -153,6 +160,8 @@ class FitConfig:
             strategy=self.strategy,
             physics_weight=weight,
             hamiltonian=hamiltonian,
+            noise=self.noise,
+            init_weights=None if self.init_weights is None else str(self.init_weights),
         )
 
     @property
@@ -290,6 +299,43 @@ def score_test_split(
     }
 
 
+def calibrate_noise_level(sr_model, path: Path, ratio: int, n_train: int) -> dict:
+    """The model's LR residual against the noise level, on its own *training* images.
+
+    Written to ``noise_calibration.json``: ``predict`` and ``refine`` invert it
+    to estimate the noise of a user's map (:mod:`magsr_tf.inference.noise_level`).
+    """
+    from magsr_tf.inference.apply import apply_model, model_padding
+    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES, calibrate
+
+    lr = _read_rows(path, f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
+    padding = model_padding(sr_model)
+    return calibrate(lambda x: apply_model(sr_model, x, batch_size=16), lr, ratio, padding)
+
+
+def calibrate_model(model: str | Path, data: str | Path) -> Path:
+    """Writes ``noise_calibration.json`` for a trained model folder from a dataset's
+    training rows (what ``fit`` does at its end; for models trained before it did).
+
+    Returns:
+        The written file.
+    """
+    from magsr_tf.data.format import check_ratio, open_info
+    from magsr_tf.nn.model import load_sr_model, model_ratio
+
+    folder = Path(model)
+    if not folder.is_dir():
+        raise MagsrError(f"no model folder {folder}")
+    sr_model = load_sr_model(folder)
+    ratio = model_ratio(sr_model)
+    info = open_info(Path(data))
+    check_ratio(info, ratio)
+    n_train = info.n - info.n_test
+    if n_train < 1:
+        raise MagsrError(f"{data} has no training rows to calibrate with")
+    return write_calibration(folder, calibrate_noise_level(sr_model, Path(data), ratio, n_train))
+
+
 def git_commit() -> str | None:
     """The commit of the running code (None outside a git checkout): provenance of models."""
     import subprocess
@@ -316,6 +362,7 @@ _STALE_GLOBS = (
     "figures",
     "summary.json",
     "hamiltonian.json",
+    "noise_calibration.json",
     "[0-9]*",
 )
 
@@ -344,7 +391,9 @@ def _comparable(train_config: dict) -> dict:
 
     # The number of epochs may grow: a rerun with more epochs continues the same run.
     ignored = ("out_dir", "magsr_tf_version", "epochs")
-    keep = {k: v for k, v in train_config.items() if k not in ignored}
+    # Options added later: a folder written before them holds a run with their defaults.
+    later = {"noise": 0.0, "noise_clean_fraction": 0.2, "init_weights": None}
+    keep = {**later, **{k: v for k, v in train_config.items() if k not in ignored}}
     return json.loads(json.dumps(to_jsonable(keep)))
 
 
@@ -488,6 +537,8 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     saved = export_saved_model(result.sr_model, model_dir, version=config.version, overwrite=True)
     # Add this model to the multi-model server config; other entries stay as written.
     merge_models_config(model_dir.parent, [model_dir.name])
+    calibration = calibrate_noise_level(result.sr_model, path, config.ratio, n_train)
+    write_calibration(model_dir, calibration)
 
     summary = {
         "name": config.name,

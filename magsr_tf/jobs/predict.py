@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from magsr_tf.errors import MagsrError
+from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
 from magsr_tf.inference.predictor import LocalPredictor, probe_ratio, run_predictor
 from magsr_tf.inference.tiling import NpyBands, sr_memory
 from magsr_tf.io.inputs import (
@@ -41,7 +42,7 @@ from magsr_tf.io.inputs import (
     parse_memory,
 )
 from magsr_tf.io.pictures import is_image_path, write_png
-from magsr_tf.io.writers import TEMP_PREFIX, apply_umask
+from magsr_tf.io.writers import TEMP_PREFIX, apply_umask, write_json
 
 TEMP_TAG = "magsr-predict-"
 """Temporaries of predict are ``.tmp-magsr-predict-PID-NAME-TOKEN.SUFFIX``."""
@@ -71,6 +72,9 @@ class PredictConfig:
         overwrite: replace existing outputs.
         max_memory: memory limit (``4G``, ``1500M``, bytes); None:
             ``$MAGSR_MAX_MEMORY`` or 80 % of MemAvailable.
+        noise: the inputs' noise level per component, recorded as given; None
+            estimates it from each map and the model's LR residual
+            (:mod:`magsr_tf.inference.noise_level`). Written to ``NAME_predict.json``.
     """
 
     model: str
@@ -84,9 +88,12 @@ class PredictConfig:
     value_range: tuple[float, float] | None = None
     overwrite: bool = False
     max_memory: str | None = None
+    noise: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
+        if self.noise is not None and not 0 <= self.noise <= 1:
+            raise MagsrError(f"noise must be in [0, 1]. Received: noise={self.noise}")
         if not self.inputs:
             raise MagsrError("give at least one input")
         if self.batch_size < 1:
@@ -108,6 +115,7 @@ class PredictOutput:
     name: str
     sr: np.ndarray
     files: list[Path] = field(default_factory=list)
+    noise: dict | None = None
 
 
 def make_predictor(config: PredictConfig):
@@ -156,6 +164,19 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return removed
 
 
+def _model_folder(config: PredictConfig) -> Path | None:
+    """The local model's folder (where ``noise_calibration.json`` lives), or None."""
+    from magsr_tf.inference.export import resolve_model_dir
+
+    model = Path(config.model)
+    if model.is_dir() and (model / "saved_model.pb").is_file():
+        return model.parent
+    try:
+        return Path(resolve_model_dir(config.model, config.models_root))
+    except MagsrError:
+        return None
+
+
 def _local_ratio(config: PredictConfig) -> int | None:
     """The local model's ratio from its metadata, without loading TensorFlow."""
     if config.server is not None:
@@ -193,7 +214,11 @@ def _plan(batches, out_dir: Path, overwrite: bool) -> list[list[Path]]:
     seen: dict[Path, str] = {}
     plans = []
     for batch in batches:
-        targets = [out_dir / f"{batch.name}_sr.npy", out_dir / f"{batch.name}_sr.png"]
+        targets = [
+            out_dir / f"{batch.name}_sr.npy",
+            out_dir / f"{batch.name}_sr.png",
+            out_dir / f"{batch.name}_predict.json",
+        ]
         if targets[0] in seen:
             raise MagsrError(
                 f"{seen[targets[0]]} and {batch.source} would both write {targets[0]}; "
@@ -216,14 +241,14 @@ def _temporary(target: Path) -> Path:
 def _write_pair(targets: list[Path], shape, single: bool, fill) -> None:
     """Writes ``.npy`` and ``.png`` to temporaries, renames both only when both are complete."""
     targets[0].parent.mkdir(parents=True, exist_ok=True)
-    temps = [_temporary(t) for t in targets]
+    temps = [_temporary(t) for t in targets[:2]]
     try:
         bands = NpyBands(temps[0], shape, single)
         fill(bands)
         write_png(temps[1], bands.map(0))
         for tmp in temps:
             apply_umask(tmp)
-        for tmp, target in zip(temps, targets, strict=True):
+        for tmp, target in zip(temps, targets[:2], strict=True):
             os.replace(tmp, target)
     finally:  # any exception (SIGTERM turned into one, Ctrl-C): no temporary is left
         for tmp in temps:
@@ -253,6 +278,9 @@ def predict(
         for batch in batches:
             _check_fits(batch.lr.shape, hint, config, limit, batch.source)
     predictor = make_predictor(config)
+    calibration = None
+    if config.server is None and config.noise is None:
+        calibration = read_calibration(_model_folder(config))
     for batch in batches:
         channels = batch.lr.shape[-1]
         if predictor.channels is not None and channels != predictor.channels:
@@ -283,6 +311,38 @@ def predict(
 
         _write_pair(targets, (n, h * ratio, w * ratio, c), batch.single, fill)
         sr = np.load(targets[0], mmap_mode="r")
-        logger.info("%s -> %s", batch.source, targets[0])
-        results.append(PredictOutput(batch.name, sr[None] if batch.single else sr, targets))
+        sr = sr[None] if batch.single else sr
+        noise = predict_noise(batch.lr, sr, ratio, padding, config, calibration)
+        write_json(
+            targets[2],
+            {
+                "input": batch.source,
+                "model": config.model,
+                "server": config.server,
+                "ratio": ratio,
+                "padding": padding,
+                "shape": [n, h * ratio, w * ratio, c],
+                "noise": noise.to_dict(),
+                "outputs": [str(t) for t in targets[:2]],
+            },
+        )
+        logger.info(
+            "%s -> %s (LR noise %.4f, %s)",
+            batch.source,
+            targets[0],
+            noise.sigma.mean(),
+            noise.method,
+        )
+        results.append(PredictOutput(batch.name, sr, targets, noise.to_dict()))
     return results
+
+
+def predict_noise(lr, sr, ratio: int, padding: str, config: PredictConfig, calibration):
+    """The noise level of each LR map: as given, or from the model's LR residual."""
+    if config.noise is not None:
+        return NoiseEstimate(np.full(len(lr), float(config.noise)), "given")
+    if calibration is not None:
+        return estimate_noise(lr, ratio, sr, calibration, padding)
+    if ratio <= 4:
+        return estimate_noise(lr, ratio)
+    return NoiseEstimate(np.full(len(lr), np.nan), "unknown (the model has no noise calibration)")

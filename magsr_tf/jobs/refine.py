@@ -4,18 +4,25 @@ the starting map, run :func:`magsr_tf.priors.refine.refine`, write the results.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.apply import apply_model
+from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
 from magsr_tf.io.inputs import check_memory, load_inputs, memory_limit
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
 from magsr_tf.ops.kernels import RATIOS
 from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 from magsr_tf.priors.refine import Progress, RefineConfig, RefineResult, describe, refine
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class RefineJob:
         config: the optimizer settings.
         overwrite: replace existing outputs.
         models_root: where a bare model name given as ``init`` is looked up.
+        noise: the LR noise level per component; None estimates it from each
+            map (:func:`noise_estimate`).
     """
 
     inputs: tuple[str, ...]
@@ -43,8 +52,11 @@ class RefineJob:
     config: RefineConfig = field(default_factory=RefineConfig)
     overwrite: bool = False
     models_root: Path = Path("saved_models")
+    noise: float | None = None
 
     def __post_init__(self):
+        if self.noise is not None and not 0 <= self.noise <= 1:
+            raise MagsrError(f"noise must be in [0, 1]. Received: noise={self.noise}")
         if not self.inputs:
             raise MagsrError("no input given")
         if self.ratio is not None and self.ratio not in RATIOS:
@@ -60,6 +72,7 @@ class RefineOutput:
     name: str
     result: RefineResult
     files: list[Path]
+    noise: NoiseEstimate | None = None
 
 
 def _model_folder(init: str, models_root: Path) -> Path:
@@ -112,14 +125,83 @@ def model_start(init, ratio: int | None, hamiltonian, models_root: Path):
     def init_fn(lr):
         return apply_model(model, lr)
 
+    init_fn.calibration = read_calibration(folder) if isinstance(folder, Path) else None
     return init_fn, own_ratio, hamiltonian, name
 
 
-def record(result: RefineResult, ratio: int, init_name: str, ham, config: RefineConfig) -> dict:
+def noise_probe(ratio: int, ham, models_root: Path):
+    """A calibrated model of this ratio and Hamiltonian under ``models_root``, or None.
+
+    A bicubic start has no network to measure the noise with; at ratio 8 and
+    above the spectral floor cannot (the texture fills the LR band), so the
+    noise is measured with the residual of a shipped model of the same data.
+    """
+    from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json
+
+    root = Path(models_root)
+    if not root.is_dir():
+        return None
+    want = hamiltonian_to_json(ham)
+    for folder in sorted(root.iterdir()):
+        try:
+            info = json.loads((folder / "train_config.json").read_text())
+            if info["model"]["ratio"] != ratio or info["model"]["channels"] != 3:
+                continue
+            if hamiltonian_to_json(resolve_hamiltonian(str(folder / "hamiltonian.json"))) != want:
+                continue
+            if read_calibration(folder) is None:
+                continue
+        except (OSError, ValueError, KeyError, TypeError, MagsrError):
+            continue
+        return model_start(folder, ratio, ham, root)[0], folder.name
+    return None
+
+
+def noise_estimate(lr, ratio: int, start, calibration, given, probe=None) -> NoiseEstimate:
+    """The noise level used to weight the LR misfit of each map.
+
+    Args:
+        lr: ``[n, h, w, 3]`` LR maps.
+        ratio: SR ratio.
+        start: the starting SR maps when they come from a network, else None.
+        calibration: that network's noise calibration (None if it has none).
+        given: the user's sigma (None: estimate).
+        probe: ``(sr_fn, name)`` of a calibrated network to measure with when
+            the start is bicubic (:func:`noise_probe`).
+    """
+    n = len(lr)
+    if given is not None:
+        return NoiseEstimate(np.full(n, float(given)), "given")
+    if start is not None and calibration is not None:
+        return estimate_noise(lr, ratio, start, calibration)
+    if probe is not None:
+        fn, name = probe
+        calibration = fn.calibration
+        est = estimate_noise(lr, ratio, np.asarray(fn(lr)), calibration)
+        return NoiseEstimate(est.sigma, f"network residual ({name})")
+    if ratio <= 4:
+        return estimate_noise(lr, ratio)
+    log.warning(
+        "no calibrated model of x%d to measure the LR noise with: refining as clean input "
+        "(give --noise SIGMA for noisy maps)",
+        ratio,
+    )
+    return NoiseEstimate(np.zeros(n), "assumed clean (no estimator at this ratio)")
+
+
+def record(
+    result: RefineResult,
+    ratio: int,
+    init_name: str,
+    ham,
+    config: RefineConfig,
+    noise: NoiseEstimate | None = None,
+) -> dict:
     """The JSON-able record of one refinement (``NAME_refine.json`` without its input)."""
     return {
         "ratio": ratio,
         "init": init_name,
+        "noise": None if noise is None else noise.to_dict(),
         **describe(ham, config),
         "seconds": result.seconds,
         "energy_per_spin": result.energy_per_spin,
@@ -188,15 +270,29 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
                 raise MagsrError(f"{target} already exists; use --overwrite or another --out")
         plans.append((batch, targets))
     outputs = []
+    probe = None
+    if init_fn is None and job.noise is None and ratio > 4:
+        probe = noise_probe(ratio, ham, job.models_root)
     for batch, targets in plans:
-        result = refine(batch.lr, ratio, ham, init=init_fn, config=job.config, progress=progress)
+        start = None if init_fn is None else np.asarray(init_fn(batch.lr), dtype=np.float32)
+        calibration = getattr(init_fn, "calibration", None)
+        noise = noise_estimate(batch.lr, ratio, start, calibration, job.noise, probe)
+        log.info("%s: LR noise %.4f (%s)", batch.source, noise.sigma.mean(), noise.method)
+        result = refine(
+            batch.lr,
+            ratio,
+            ham,
+            init=start,
+            config=job.config,
+            progress=progress,
+            noise=noise.sigma,
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         write_npy(targets[0], result.sr[0] if batch.single else result.sr)
         write_png(targets[1], result.sr[0])
-        write_json(
-            targets[2], {"input": batch.source, **record(result, ratio, init_name, ham, job.config)}
-        )
-        outputs.append(RefineOutput(batch.name, result, targets))
+        entry = record(result, ratio, init_name, ham, job.config, noise)
+        write_json(targets[2], {"input": batch.source, **entry})
+        outputs.append(RefineOutput(batch.name, result, targets, noise))
     return outputs
 
 
@@ -208,6 +304,7 @@ def refine_array(
     config: RefineConfig | None = None,
     models_root: str | Path = Path("saved_models"),
     progress: Progress | None = None,
+    noise: float | None = None,
 ):
     """SR of LR spin arrays under a Hamiltonian, in memory (the notebook form of ``refine``).
 
@@ -221,6 +318,7 @@ def refine_array(
         config: optimizer settings (default :class:`RefineConfig`).
         models_root: where model names are looked up.
         progress: called with a dict per recorded step.
+        noise: the LR noise level per component (None: estimated as ``refine`` does).
 
     Returns:
         ``(sr, record)``: SR maps of the input's rank, and the JSON-able record
@@ -229,8 +327,6 @@ def refine_array(
     Raises:
         MagsrError: bad input, no ratio or Hamiltonian to use, or a model of another ratio.
     """
-    import numpy as np
-
     from magsr_tf.io.inputs import as_lr_batch
 
     array = np.asarray(lr)
@@ -256,5 +352,17 @@ def refine_array(
     if hamiltonian is None:
         raise MagsrError("give hamiltonian= ('typeI', 'typeII', a JSON file or a dict)")
     ham = resolve_hamiltonian(hamiltonian)
-    result = refine(batch, ratio, ham, init=init_fn, config=config, progress=progress)
-    return (result.sr[0] if single else result.sr), record(result, ratio, init_name, ham, config)
+    start, calibration = None, getattr(init_fn, "calibration", None)
+    if callable(init_fn):
+        start = np.asarray(init_fn(batch), dtype=np.float32)
+    elif init_fn is not None:
+        start = init_fn
+    probe = None
+    if start is None and noise is None and ratio > 4:
+        probe = noise_probe(ratio, ham, Path(models_root))
+    estimate = noise_estimate(batch, ratio, start, calibration, noise, probe)
+    result = refine(
+        batch, ratio, ham, init=start, config=config, progress=progress, noise=estimate.sigma
+    )
+    entry = record(result, ratio, init_name, ham, config, estimate)
+    return (result.sr[0] if single else result.sr), entry

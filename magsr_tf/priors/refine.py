@@ -35,6 +35,7 @@ from magsr_tf.errors import MagsrError
 from magsr_tf.io.inputs import check_lr_values
 from magsr_tf.nn.energy import SpinEnergy
 from magsr_tf.ops.kernels import RATIOS
+from magsr_tf.ops.noise import CLEAN_SIGMA
 from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ DEFAULT_LEARNING_RATE = 0.01
 DEFAULT_WEIGHT = 100.0
 DEFAULT_MULTIPLIER_EVERY = 50
 DEFAULT_BATCH = 100
+# Noisy LR: the misfit weight is mu = NOISE_KAPPA / (sigma^2 r^2), the Gaussian
+# likelihood at an effective temperature T = 2 kappa / 3 against the energy per
+# spin (the LR misfit is a mean over 3 h w values, the energy over h w r^2
+# spins). Measured in docs/noise.md.
+DEFAULT_NOISE_KAPPA = 0.012
 
 Progress = Callable[[dict], None]
 
@@ -67,6 +73,10 @@ class RefineConfig:
         record_every: steps between recorded objective values in the history.
         degradation: the blur that made the LR input (None: the package's
             sigma = 1 Gaussian); a separable spec of :mod:`magsr_tf.ops.degradation`.
+        noise_kappa: kappa of the noisy-LR misfit weight mu = kappa / (sigma^2 r^2),
+            used for every image whose noise level (the ``noise`` argument of
+            :func:`refine`) is at least :data:`magsr_tf.ops.noise.CLEAN_SIGMA`;
+            cleaner images keep ``weight`` and ``constraint``.
     """
 
     steps: int = DEFAULT_STEPS
@@ -80,8 +90,11 @@ class RefineConfig:
     batch_size: int = DEFAULT_BATCH
     record_every: int = 25
     degradation: str | None = None
+    noise_kappa: float = DEFAULT_NOISE_KAPPA
 
     def __post_init__(self):
+        if not self.noise_kappa > 0:
+            raise MagsrError(f"noise_kappa must be > 0. Received: {self.noise_kappa}")
         if self.degradation is not None:
             from magsr_tf.ops.degradation import parse_degradation
 
@@ -161,7 +174,24 @@ def _initial_map(lr: np.ndarray, ratio: int, padding: str) -> np.ndarray:
     return upsample(lr, ratio, "bicubic", aligned=True, padding=padding)
 
 
-def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_record):
+def misfit_weights(sigma, ratio: int, config: RefineConfig):
+    """Per-image misfit weight mu ``[n]`` and whether the exact constraint applies ``[n]``.
+
+    Clean images (sigma below :data:`magsr_tf.ops.noise.CLEAN_SIGMA`) keep
+    ``config.weight`` and, with ``constraint="lagrangian"``, the exact LR
+    constraint; noisy ones get the likelihood weight kappa / (sigma^2 r^2) and
+    no multiplier (the LR image is not to be matched exactly).
+    """
+    sigma = np.asarray(sigma, dtype=np.float64)
+    clean = sigma < CLEAN_SIGMA
+    mu = np.where(
+        clean, config.weight, config.noise_kappa / (np.maximum(sigma, 1e-12) ** 2 * ratio**2)
+    )
+    exact = clean & (config.constraint == "lagrangian")
+    return mu, exact
+
+
+def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_record, sigma):
     """Runs the optimizer on one batch; returns (sr, energy/spin, misfit) as NumPy."""
     import tensorflow as tf
 
@@ -172,8 +202,10 @@ def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_re
     wy = tf.constant(downsample_matrix(h, ratio, config.padding, config.degradation), dtype)
     wx = tf.constant(downsample_matrix(w, ratio, config.padding, config.degradation), dtype)
     lr_t = tf.constant(lr, dtype)
-    mu = tf.constant(config.weight, dtype)
-    lagrangian = config.constraint == "lagrangian"
+    mu_np, exact_np = misfit_weights(sigma, ratio, config)
+    mu = tf.constant(mu_np, dtype)
+    exact = tf.constant(exact_np.astype(np.float64)[:, None, None, None], dtype)
+    lagrangian = bool(exact_np.any())
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     lr_rate = tf.constant(config.learning_rate, dtype)
 
@@ -186,7 +218,7 @@ def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_re
         resid = tf.einsum("ki,nijc,lj->nklc", wy, s, wx) - lr_t
         misfit = tf.reduce_mean(tf.square(resid), axis=[1, 2, 3])
         objective = e + mu * misfit
-        if lagrangian:
+        if lagrangian:  # lam is zero for the noisy images (exact = 0)
             objective += tf.reduce_mean(lam * resid, axis=[1, 2, 3])
         return objective, e, misfit, resid
 
@@ -228,7 +260,7 @@ def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_re
         if lagrangian and done % config.multiplier_every == 0:
             # Gradient ascent on the multiplier of the mean-reduced residual: the
             # minimizer of E/N + lam.r/M + mu |r|^2/M has lam = -2 mu r at a fixed point.
-            lam = lam + 2.0 * mu * resid
+            lam = lam + 2.0 * mu[:, None, None, None] * resid * exact
         on_record(done, float(tf.reduce_mean(e)), float(tf.reduce_mean(misfit)))
     s = unit(x)
     return (
@@ -245,6 +277,7 @@ def refine(
     init=None,
     config: RefineConfig | None = None,
     progress: Progress | None = None,
+    noise=None,
 ) -> RefineResult:
     """Reconstructs SR spin maps from LR ones under a Hamiltonian.
 
@@ -258,6 +291,10 @@ def refine(
         config: :class:`RefineConfig` (defaults measured in docs/physics_prior.md).
         progress: called with ``{"kind": "refine", "done", "total", "step", "steps",
             "energy", "misfit"}`` after every recorded chunk of steps.
+        noise: the LR noise level per component, a scalar or ``[n]`` (None or 0:
+            clean input, held exactly with the default constraint); noisy
+            images are fitted with the likelihood weight of
+            :func:`misfit_weights` instead.
 
     Returns:
         :class:`RefineResult` with unit-length SR maps.
@@ -277,6 +314,9 @@ def refine(
             f"the initial SR maps must have shape {(n, h * ratio, w * ratio, 3)}. "
             f"Received: shape={init.shape}"
         )
+    sigma = np.zeros(n) if noise is None else np.broadcast_to(np.asarray(noise, float), (n,))
+    if not (np.isfinite(sigma).all() and (sigma >= 0).all()):
+        raise MagsrError(f"noise levels must be finite and >= 0. Received: {noise}")
     t0 = time.perf_counter()
     history: list[dict] = []
     out_sr, out_e, out_m = [], [], []
@@ -310,7 +350,9 @@ def refine(
                     }
                 )
 
-        sr, e, misfit = _refine_batch(batch, x0, ratio, energy, config, on_record)
+        sr, e, misfit = _refine_batch(
+            batch, x0, ratio, energy, config, on_record, sigma[start : start + len(batch)]
+        )
         if not (np.isfinite(sr).all() and np.isfinite(e).all()):
             raise MagsrError("refinement diverged (non-finite spins); lower --lr")
         out_sr.append(sr)

@@ -51,6 +51,15 @@ class TrainConfig:
         hamiltonian: the data's Hamiltonian (a JSON-able dict as
             :func:`magsr_tf.physics.hamiltonian_io.hamiltonian_to_json` writes it); required
             when ``physics_weight > 0``.
+        noise: largest sigma of the input-noise augmentation (0: none). Each
+            training image gets Gaussian noise of sigma drawn uniformly from
+            [0, noise] (:func:`magsr_tf.ops.noise.add_noise`) on the network's
+            input, while the loss compares the SR's downsizing with the clean
+            LR image: still LR data only, no HR image is read.
+        noise_clean_fraction: fraction of the images left clean when ``noise > 0``.
+        init_weights: a ``.keras`` SR model (or a model folder holding
+            ``model.keras``) whose weights start the run (fine-tuning), matched
+            by layer name; None starts from random weights.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -66,8 +75,17 @@ class TrainConfig:
     recalibrate_bn_batches: int = 16
     physics_weight: float = 0.0
     hamiltonian: dict | None = None
+    noise: float = 0.0
+    noise_clean_fraction: float = 0.2
+    init_weights: str | None = None
 
     def __post_init__(self):
+        if not (0 <= self.noise <= 1 and math.isfinite(self.noise)):
+            raise MagsrError(f"noise must be in [0, 1]. Received: noise={self.noise}")
+        if not 0 <= self.noise_clean_fraction <= 1:
+            raise MagsrError(
+                f"noise_clean_fraction must be in [0, 1]. Received: {self.noise_clean_fraction}"
+            )
         if self.epochs < 1:
             raise MagsrError(f"epochs must be >= 1. Received: epochs={self.epochs}")
         if self.batch_size < 1:

@@ -91,13 +91,18 @@ def make_train_step(
     physics_weight: float = 0.0,
     energy=None,
     sr_model=None,
+    noise: float = 0.0,
+    noise_clean_fraction: float = 0.0,
+    seed: int = 0,
 ):
     """A compiled step ``train_step(iterator) -> loss`` for ``strategy``.
 
     Each replica computes MSE(LR in, LR out) on its share of the batch (plus
     ``physics_weight * energy(SR)``, the energy per spin of the SR map, when an
     energy prior is given), scaled by the global batch size; the optimizer
-    all-reduces (sums) the gradients.
+    all-reduces (sums) the gradients. With ``noise > 0`` the network sees the
+    LR batch with noise added (:func:`noisy_batch`) and the loss compares its
+    downsized SR with the clean batch.
     """
     import keras
     import tensorflow as tf
@@ -111,11 +116,15 @@ def make_train_step(
         both = keras.Model(training_model.inputs, [training_model.outputs[0], sr_model.outputs[0]])
 
     def replica_step(lr):
+        x = lr
+        if noise > 0:
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            x = noisy_batch(lr, noise, noise_clean_fraction, optimizer.iterations, replica, seed)
         with tf.GradientTape() as tape:
             if with_prior:
-                out, sr = both(lr, training=True)
+                out, sr = both(x, training=True)
             else:
-                out = training_model(lr, training=True)
+                out = training_model(x, training=True)
             per_image = tf.reduce_mean(tf.square(out - lr), axis=[1, 2, 3])
             if with_prior:
                 per_image += physics_weight * energy(sr)
@@ -130,6 +139,65 @@ def make_train_step(
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return train_step
+
+
+def noisy_batch(lr, noise: float, clean_fraction: float, step, replica, seed: int = 0):
+    """The LR batch with per-image Gaussian noise, sigma ~ U(0, noise), as a TF graph.
+
+    A fraction ``clean_fraction`` of the images stays clean. The draws are
+    stateless functions of (step, replica, seed), so a resumed run adds the same
+    noise as an uninterrupted one. Vectors longer than 1 are shortened to 1
+    (one component: clipped), the rule of :func:`magsr_tf.ops.noise.add_noise`.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(lr)[0]
+    base = tf.cast(replica, tf.int64) + 7919 * int(seed)
+    step = tf.cast(step, tf.int64)
+
+    def key(i):
+        return tf.stack([step, base * 3 + i])
+
+    sigma = noise * tf.random.stateless_uniform([n, 1, 1, 1], key(0), dtype=lr.dtype)
+    keep = tf.random.stateless_uniform([n, 1, 1, 1], key(1), dtype=lr.dtype) >= clean_fraction
+    sigma = tf.where(keep, sigma, tf.zeros_like(sigma))
+    x = lr + sigma * tf.random.stateless_normal(tf.shape(lr), key(2), dtype=lr.dtype)
+    if lr.shape[-1] == 1:
+        return tf.clip_by_value(x, -1.0, 1.0)
+    length = tf.sqrt(tf.reduce_sum(x * x, axis=-1, keepdims=True))
+    return x / tf.maximum(length, 1.0)
+
+
+def load_initial_weights(sr_model, path) -> int:
+    """Copies the weights of a saved SR model into ``sr_model`` by layer name.
+
+    Returns the number of layers copied. Raises MagsrError when the file is
+    missing or the architectures differ (a layer of another shape).
+    """
+    import keras
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise MagsrError(f"--init-weights: no model at {path}")
+    import magsr_tf.nn.layers  # noqa: F401  (registers the custom layers)
+
+    source = keras.models.load_model(path, compile=False)
+    by_name = {layer.name: layer for layer in source.layers}
+    copied = 0
+    for layer in sr_model.layers:
+        if not layer.weights:
+            continue
+        other = by_name.get(layer.name)
+        if other is None or [w.shape for w in other.weights] != [w.shape for w in layer.weights]:
+            raise MagsrError(
+                f"--init-weights: {path} has no layer {layer.name!r} of the same shape; "
+                "is it a model of the same ratio and channels?"
+            )
+        layer.set_weights(other.get_weights())
+        copied += 1
+    return copied
 
 
 def train(
@@ -169,6 +237,9 @@ def train(
         optimizer = keras.optimizers.Adam(learning_rate(config, total_steps))
         optimizer.build(training_model.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        if config.init_weights is not None:
+            # A checkpoint restored below takes precedence (resume of a fine-tuning run).
+            load_initial_weights(sr_model, config.init_weights)
 
     ckpt_dir = None
     manager = None
@@ -202,6 +273,9 @@ def train(
         physics_weight=config.physics_weight,
         energy=energy,
         sr_model=sr_model,
+        noise=config.noise,
+        noise_clean_fraction=config.noise_clean_fraction,
+        seed=config.seed,
     )
 
     writer = None
@@ -256,9 +330,18 @@ def train(
         gen = batches(
             source, config.batch_size, int(calib_rng.integers(2**31)), augment_data=config.augment
         )
-        recalibrate_batchnorm(
-            training_model, [next(gen) for _ in range(config.recalibrate_bn_batches)]
-        )
+        calib = [next(gen) for _ in range(config.recalibrate_bn_batches)]
+        if config.noise > 0:
+            # The statistics of the inputs the network was trained on: the same noise mixture.
+            from magsr_tf.ops.noise import add_noise
+
+            def mixture(x):
+                sigma = config.noise * calib_rng.uniform(size=len(x))
+                sigma[calib_rng.uniform(size=len(x)) < config.noise_clean_fraction] = 0.0
+                return add_noise(x, sigma, calib_rng)
+
+            calib = [mixture(x) for x in calib]
+        recalibrate_batchnorm(training_model, calib)
         if val is not None and history:
             history[-1] = {
                 **history[-1],
