@@ -13,12 +13,21 @@ def export(
     model: str = typer.Argument(
         ..., help="Model folder (with model.keras) or a name under --root."
     ),
-    fmt: str = typer.Option("all", "--format", help="saved_model, tflite or all."),
+    fmt: str = typer.Option(
+        "all",
+        "--format",
+        help="saved_model, tflite, all, or bioimageio (a BioImage Model Zoo package in --out).",
+    ),
     version: int = typer.Option(
         None, "--version", help="SavedModel version (default: the newest existing one, or 1)."
     ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Rewrite an existing version and TFLite file."
+        False,
+        "--overwrite",
+        help="Rewrite an existing version and TFLite file (bioimageio: the --out folder).",
+    ),
+    out: Path = typer.Option(
+        None, "--out", help="Folder of the BioImage Model Zoo package (--format bioimageio)."
     ),
     root: RootFolder = Path("saved_models"),
     base_path: str = typer.Option(
@@ -28,7 +37,7 @@ def export(
         "absolute local paths.",
     ),
 ) -> None:
-    """Export a trained SR model for TensorFlow Serving and TFLite."""
+    """Export a trained SR model for TensorFlow Serving, TFLite or the BioImage Model Zoo."""
     from magsr_tf.jobs.export import ExportConfig, export_model
 
     config = ExportConfig(
@@ -38,6 +47,7 @@ def export(
         overwrite=overwrite,
         models_root=root,
         base_path=None if base_path == "local" else base_path,
+        out=out,
     )
     result = export_model(config)
     console = output_console(markup=False, highlight=False)
@@ -47,6 +57,9 @@ def export(
     if result.tflite is not None:
         state = "wrote" if result.tflite_written else "kept; --overwrite to rewrite"
         console.print(f"TFLite ({state}): {result.tflite}")
+    if result.bioimageio is not None:
+        console.print(f"BioImage Model Zoo package: {result.bioimageio}")
+        console.print(f"check it with: bioimageio test {result.bioimageio}")
     if result.models_config is not None:
         console.print(f"models.config: {result.models_config}")
     if result.info:

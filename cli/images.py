@@ -19,7 +19,9 @@ from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 def fit_image(
     images: list[Path] = typer.Argument(
-        ..., help="One image (m_z) or three (m_x m_y m_z): PNG, TIFF, JPEG."
+        ...,
+        help="One image (m_z) or three (m_x m_y m_z): PNG, TIFF (pages = components), "
+        "JPEG, Gwyddion .gwy, DigitalMicrograph .dm3/.dm4, Igor .ibw.",
     ),
     ratio: Ratio = 8,
     patch: int = typer.Option(16, "--patch", help="LR patch edge in pixels."),

@@ -71,6 +71,7 @@ def refine(
     config=None,
     models_root: str | Path = DEFAULT_MODELS_ROOT,
     progress=None,
+    noise: float | None = None,
 ):
     """SR under the data's Hamiltonian, consistent with the LR input (``magsr-tf refine``).
 
@@ -85,6 +86,9 @@ def refine(
         config: a full :class:`~magsr_tf.priors.refine.RefineConfig` instead of ``steps``.
         models_root: where model names are looked up.
         progress: called with a dict per recorded step.
+        noise: the LR noise level per component; None estimates it from the maps
+            (``record["noise"]`` says how), and noisy maps are fitted with a
+            likelihood weight instead of exactly (docs/noise.md).
 
     Returns:
         ``(sr, record)``: the SR maps (input's rank) and the record ``refine`` writes as JSON.
@@ -94,7 +98,7 @@ def refine(
 
     if config is None:
         config = RefineConfig() if steps is None else RefineConfig(steps=steps)
-    return refine_array(lr, ratio, hamiltonian, init, config, models_root, progress)
+    return refine_array(lr, ratio, hamiltonian, init, config, models_root, progress, noise)
 
 
 def _config(cls, config, kwargs: dict[str, Any]):

@@ -33,8 +33,8 @@ def test_read_image_formats(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "g8.png"), gray8)
     np.testing.assert_array_equal(read_image(tmp_path / "g16.png"), gray16)
     np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), floats)
-    luma = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64)
-    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), luma)
+    with pytest.raises(MagsrError, match="channels differ"):  # colour is refused, not luma
+        read_image(tmp_path / "rgb.png")
 
 
 def test_read_image_rejects_bad_files(tmp_path):
@@ -243,9 +243,9 @@ def test_alpha_channel_and_16_bit_tiff(tmp_path):
     rng = np.random.default_rng(SEED)
     rgba = rng.integers(0, 256, (6, 9, 4)).astype(np.uint8)
     rgba[..., 3] = 255
+    rgba[..., :3] = rgba[..., :1]  # grey stored as RGB: equal channels are read as grey
     Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
-    luma = np.asarray(Image.fromarray(rgba[..., :3]).convert("L"), dtype=np.float64)
-    np.testing.assert_array_equal(read_image(tmp_path / "opaque.png"), luma)
+    np.testing.assert_array_equal(read_image(tmp_path / "opaque.png"), rgba[..., 0])
     rgba[2, 3, 3] = 0
     Image.fromarray(rgba, "RGBA").save(tmp_path / "holes.png")
     with pytest.raises(MagsrError, match="transparent pixels"):

@@ -1,26 +1,27 @@
 """Applying a trained model: arrays, tiling, the SavedModel predictor, export
-(docs/deployment.md).
+(TF Serving, TFLite, BioImage Model Zoo: docs/deployment.md).
 """
 
 from magsr_tf.lazy import lazy_exports
 
 _EXPORTS = {
-    "LocalPredictor": "magsr_tf.inference.predictor",
-    "MapRows": "magsr_tf.inference.tiling",
-    "NpyBands": "magsr_tf.inference.tiling",
     "apply_model": "magsr_tf.inference.apply",
     "check_models_config": "magsr_tf.inference.models_config",
     "check_version": "magsr_tf.inference.export",
+    "export_bioimageio": "magsr_tf.inference.bioimageio",
     "export_saved_model": "magsr_tf.inference.export",
     "export_tflite": "magsr_tf.inference.export",
     "latest_saved_model": "magsr_tf.inference.export",
     "list_served_models": "magsr_tf.inference.export",
     "load_model": "magsr_tf.inference.apply",
+    "LocalPredictor": "magsr_tf.inference.predictor",
+    "MapRows": "magsr_tf.inference.tiling",
     "merge_models_config": "magsr_tf.inference.models_config",
     "model_channels": "magsr_tf.inference.apply",
     "model_padding": "magsr_tf.inference.apply",
     "model_signature_info": "magsr_tf.inference.export",
     "models_config_text": "magsr_tf.inference.models_config",
+    "NpyBands": "magsr_tf.inference.tiling",
     "parse_models_config": "magsr_tf.inference.models_config",
     "probe_ratio": "magsr_tf.inference.predictor",
     "read_metadata": "magsr_tf.inference.export",
@@ -30,6 +31,7 @@ _EXPORTS = {
     "sr_memory": "magsr_tf.inference.tiling",
     "super_resolve": "magsr_tf.inference.apply",
     "tiled_apply": "magsr_tf.inference.tiling",
+    "validate_rdf": "magsr_tf.inference.bioimageio",
     "write_models_config": "magsr_tf.inference.models_config",
 }
 

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from magsr_tf.errors import MagsrError
+from magsr_tf.io.formats import Picture, check_picture, colour_to_grey, is_format_path, read_format
 from magsr_tf.io.writers import atomic_path
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".gwy", ".dm3", ".dm4", ".ibw")
+"""Pictures read as spin components: Pillow's, and the files of :mod:`magsr_tf.io.formats`."""
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
 PICTURE_BYTES_PER_PIXEL = 48
@@ -37,23 +39,27 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Reads a grayscale picture (PNG, TIFF, JPEG, BMP) as float64 ``[H, W]``.
+def read_picture(path: str | Path, max_pixels: int | None = None) -> Picture:
+    """Reads a picture's raw values ``[H, W, C]`` (C = 1 or 3) and its pixel size.
 
-    8-/16-bit and float TIFFs keep their values; colour images are reduced to
-    luma (false-colour palettes of scanning-probe software rise monotonically
-    in R, G and B, so luma keeps their order). An alpha channel is ignored
-    when every pixel is opaque.
+    TIFF, ``.gwy``, DigitalMicrograph and Igor files go through
+    :func:`magsr_tf.io.formats.read_format` (pixel size and unit where the file has
+    them); PNG, JPEG and BMP through Pillow (no pixel size). Colour pictures follow
+    one stated rule: an opaque alpha channel is dropped, equal R, G, B channels are the
+    grey value, and differing channels are refused (say how to convert) rather than
+    read as brightness; transparent pixels are refused.
 
     Args:
         path: the picture.
-        max_pixels: refuse pictures with more pixels, checked from the header
-            before decoding (``Image.open`` is lazy).
+        max_pixels: refuse pictures with more pixels, checked from the header first.
 
     Raises:
-        MagsrError: missing, unreadable or not a picture, transparent pixels, or
-            more than ``max_pixels`` (or Pillow's decompression-bomb limit) pixels.
+        MagsrError: missing, unreadable or not a picture, colour with differing
+            channels, transparent pixels, fewer than 2 x 2 pixels, constant or
+            non-finite values, or more than ``max_pixels`` pixels.
     """
+    if is_format_path(path):
+        return read_format(path, max_pixels)
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -68,7 +74,9 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
                     f"memory limit ({PICTURE_BYTES_PER_PIXEL} bytes per pixel to read it)"
                 )
             img.load()
-            if img.mode == "P" and "transparency" in img.info:
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            if img.mode == "PA":
                 img = img.convert("RGBA")
             if "A" in img.getbands():
                 # Transparent pixels have no measured value: refuse them rather
@@ -78,20 +86,35 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
                         f"{path} has transparent pixels (an alpha channel below 255); "
                         "flatten or crop it first"
                     )
-                logger.info("%s has an opaque alpha channel: ignoring it", path)
-            if img.mode in ("RGB", "RGBA", "P", "LA", "PA", "CMYK", "YCbCr"):
-                logger.info("%s is colour (%s): using its luma", path, img.mode)
-                img = img.convert("L")
+                logger.info("%s has an opaque alpha channel: dropping it", path)
+                img = img.convert("L" if img.mode == "LA" else "RGB")
+            colour = img.mode in ("RGB", "CMYK", "YCbCr")
+            if colour:
+                img = img.convert("RGB")
             array = np.asarray(img, dtype=np.float64)
     except Image.DecompressionBombError as exc:
         raise MagsrError(f"{path} is refused as a decompression bomb: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise MagsrError(f"cannot read {path} as an image: {exc}") from exc
-    if array.ndim != 2 or min(array.shape) < 2:
+    if colour:
+        array = colour_to_grey(array, path)
+    if array.ndim != 2:
         raise MagsrError(f"{path} is not a 2-D grayscale image. Received: shape={array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise MagsrError(f"{path} holds non-finite pixel values")
-    return array
+    return Picture(check_picture(array, path)[..., None], source=str(path))
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Reads a one-component picture as float64 ``[H, W]`` (see :func:`read_picture`).
+
+    Raises:
+        MagsrError: as :func:`read_picture`, or a file with 3 components.
+    """
+    values = read_picture(path, max_pixels).values
+    if values.shape[-1] != 1:
+        raise MagsrError(
+            f"{path} holds {values.shape[-1]} components; give it alone (m_x, m_y, m_z)"
+        )
+    return values[..., 0]
 
 
 def normalize_component(
@@ -125,6 +148,48 @@ def normalize_component(
     return np.clip(2.0 * (image - lo) / (hi - lo) - 1.0, -1.0, 1.0).astype(np.float32)
 
 
+def picture_spins(
+    paths: Sequence[str | Path],
+    low: float = LOW_PERCENTILE,
+    high: float = HIGH_PERCENTILE,
+    value_range: tuple[float, float] | None = None,
+    max_pixels: int | None = None,
+) -> tuple[np.ndarray, Picture]:
+    """The ``[H, W, C]`` spin map of pictures and the first one's pixel size and units.
+
+    One picture with one component (m_z) or three (TIFF pages or channels: m_x, m_y,
+    m_z), or three one-component pictures. Each component is mapped onto [-1, 1] by
+    :func:`normalize_component` (instrument units included: a phase in degrees, a
+    height in m). The returned :class:`Picture` keeps the pixel size, not the values.
+
+    Raises:
+        MagsrError: not 1 or 3 components, unreadable files, or differing sizes.
+    """
+    if len(paths) not in (1, 3):
+        raise MagsrError(
+            f"give one image (m_z) or three (m_x m_y m_z). Received: {len(paths)} images"
+        )
+    pictures = [read_picture(p, max_pixels) for p in paths]
+    if len(paths) == 3 and any(p.values.shape[-1] != 1 for p in pictures):
+        raise MagsrError("each of three pictures must hold one component (m_x, m_y, m_z)")
+    shapes = {p.values.shape[:2] for p in pictures}
+    if len(shapes) != 1:
+        raise MagsrError(f"the x, y, z images differ in size. Received: shapes={sorted(shapes)}")
+    components = [c for p in pictures for c in np.moveaxis(p.values, -1, 0)]
+    spins = np.stack([normalize_component(c, low, high, value_range) for c in components], -1)
+    first = pictures[0]
+    info = Picture(
+        np.empty((0, 0, 0)),
+        first.pixel_size,
+        first.unit,
+        first.value_unit,
+        first.kind,
+        ", ".join(str(p) for p in paths),
+        first.extra,
+    )
+    return spins, info
+
+
 def images_to_spins(
     paths: Sequence[str | Path],
     low: float = LOW_PERCENTILE,
@@ -134,20 +199,13 @@ def images_to_spins(
 ) -> np.ndarray:
     """One image (m_z) or three images (m_x, m_y, m_z) as a ``[H, W, C]`` spin map.
 
-    ``max_pixels`` bounds each picture (see :func:`read_image`).
+    ``max_pixels`` bounds each picture (see :func:`read_picture`); a TIFF may hold
+    the three components itself (:func:`picture_spins`).
 
     Raises:
-        MagsrError: not 1 or 3 images, unreadable files, or differing sizes.
+        MagsrError: not 1 or 3 components, unreadable files, or differing sizes.
     """
-    if len(paths) not in (1, 3):
-        raise MagsrError(
-            f"give one image (m_z) or three (m_x m_y m_z). Received: {len(paths)} images"
-        )
-    images = [read_image(p, max_pixels) for p in paths]
-    shapes = {img.shape for img in images}
-    if len(shapes) != 1:
-        raise MagsrError(f"the x, y, z images differ in size. Received: shapes={sorted(shapes)}")
-    return np.stack([normalize_component(img, low, high, value_range) for img in images], axis=-1)
+    return picture_spins(paths, low, high, value_range, max_pixels)[0]
 
 
 def spins_to_uint8(spins: np.ndarray) -> np.ndarray:

@@ -38,7 +38,8 @@ from magsr_tf.errors import MagsrError
 from magsr_tf.evaluation.figures import comparison_figure
 from magsr_tf.evaluation.metrics import pearson
 from magsr_tf.inference.tiling import tiled_apply
-from magsr_tf.io.pictures import HIGH_PERCENTILE, LOW_PERCENTILE, images_to_spins, write_png
+from magsr_tf.io.formats import write_sr_files
+from magsr_tf.io.pictures import HIGH_PERCENTILE, LOW_PERCENTILE, picture_spins, write_png
 from magsr_tf.io.writers import atomic_path, write_json, write_npy
 from magsr_tf.ops.kernels import RATIOS
 
@@ -216,8 +217,13 @@ def central_crop(spins: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
     return spins[y0 : y0 + ch, x0 : x0 + cw]
 
 
-def prepare_fit_data(config: FitImageConfig) -> tuple[np.ndarray, np.ndarray | None]:
+def prepare_fit_data(
+    config: FitImageConfig, meta: dict | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """The LR map to fit on, and the native truth if ``config.degrade``.
+
+    ``meta``, if given, receives ``"picture"``: the pixel size and units of the file
+    (:class:`magsr_tf.io.formats.Picture`, without its values).
 
     Raises:
         MagsrError: unreadable images, a native size not divisible by the
@@ -225,9 +231,11 @@ def prepare_fit_data(config: FitImageConfig) -> tuple[np.ndarray, np.ndarray | N
     """
     from magsr_tf.ops.downsample import downsample
 
-    spins = images_to_spins(
+    spins, picture = picture_spins(
         config.images, config.low_percentile, config.high_percentile, config.value_range
     )
+    if meta is not None:
+        meta["picture"] = picture
     if config.crop is not None:
         spins = central_crop(spins, config.crop)
     truth = None
@@ -325,7 +333,8 @@ def fit_image(
         raise MagsrError(
             f"{model_dir / 'fit_image'} already exists; use another --out or --overwrite"
         )
-    lr, truth = prepare_fit_data(config)
+    meta: dict = {}
+    lr, truth = prepare_fit_data(config, meta)
     if config.auto_sigma:
         sigma = estimate_sigma(lr[..., -1], config.ratio)
         logger.info("fit-image: blur sigma estimated from the LR image: %.3f", sigma)
@@ -387,6 +396,8 @@ def fit_image(
     out = model_dir / "fit_image"
     files["sr_npy"] = write_npy(out / "sr.npy", sr)
     files["sr_png"] = write_png(out / "sr.png", sr)
+    sr_files, pixel = write_sr_files(out, sr, lr, meta.get("picture"), config.ratio, config.degrade)
+    files.update(sr_files)
     files["lr_png"] = write_png(out / "lr.png", lr)
     for method, hr in baselines.items():
         files[f"{method}_png"] = write_png(out / f"{method}.png", np.clip(hr, -1, 1))
@@ -424,6 +435,7 @@ def fit_image(
         "degradation": degradation.to_config(),
         "prior": prior_info,
         "lr_shape": list(lr.shape),
+        **pixel,
         "sr_shape": list(sr.shape),
         "metrics": metrics,
         "history": history,

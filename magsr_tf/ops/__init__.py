@@ -7,6 +7,7 @@ from magsr_tf.lazy import lazy_exports
 _EXPORTS = {
     "Degradation": "magsr_tf.ops.degradation",
     "DegradationOperator": "magsr_tf.ops.degradation",
+    "add_noise": "magsr_tf.ops.noise",
     "apply_separable": "magsr_tf.ops.kernels",
     "check_ratio": "magsr_tf.ops.kernels",
     "degrade": "magsr_tf.ops.degradation",
@@ -19,7 +20,9 @@ _EXPORTS = {
     "kernel": "magsr_tf.ops.interpolation",
     "operator_1d": "magsr_tf.ops.degradation",
     "parse_degradation": "magsr_tf.ops.degradation",
+    "shorten": "magsr_tf.ops.noise",
     "source_index": "magsr_tf.ops.kernels",
+    "spectral_noise": "magsr_tf.ops.noise",
     "unit_normalize": "magsr_tf.ops.spins",
     "upsample": "magsr_tf.ops.interpolation",
     "upsample_matrix": "magsr_tf.ops.interpolation",

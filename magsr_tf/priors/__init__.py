@@ -14,6 +14,7 @@ _EXPORTS = {
     "degradation_sigma": "magsr_tf.priors.image_prior",
     "describe": "magsr_tf.priors.refine",
     "intensity_scale": "magsr_tf.priors.image_prior",
+    "misfit_weights": "magsr_tf.priors.refine",
     "reconstruct": "magsr_tf.priors.image_prior",
     "sign_changes": "magsr_tf.priors.image_prior",
     "synthetic_domains": "magsr_tf.priors.image_prior",
