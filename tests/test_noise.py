@@ -178,3 +178,56 @@ def test_refine_records_the_noise_level(tmp_path, given):
     noise = record["noise"]
     assert noise["method"] == ("given" if given != "auto" else "spectral floor")
     assert noise["sigma_mean"] == pytest.approx(0.05, rel=0.0 if given != "auto" else 0.5)
+
+
+def test_switch_level_is_where_the_companion_stays_better():
+    from magsr_tf.inference.noise_switch import switch_level
+
+    ratio = 4
+    hr = np.repeat(np.repeat(smooth_maps(3, 8, 5), ratio, axis=1), ratio, axis=2)
+    lr_clean = downsample(hr, ratio)
+
+    def copy_noise(lr):  # a "clean" network: exact on clean input, copies the noise
+        return hr + np.repeat(np.repeat(lr - lr_clean, ratio, axis=1), ratio, axis=2)
+
+    def denoise(lr):  # a "companion": always the clean state, slightly biased
+        return shorten(hr * 0.99 + 0.01)
+
+    result = switch_level(copy_noise, denoise, lr_clean, ratio)
+    assert result["switch_sigma"] is not None and result["switch_sigma"] > 0
+    i = result["sigma"].index(result["switch_sigma"])
+    assert all(
+        n < c
+        for n, c in zip(result["noisy_lr_error"][i:], result["clean_lr_error"][i:], strict=True)
+    )
+    assert result["noisy_lr_error"][0] > result["clean_lr_error"][0]  # clean input: keep clean
+
+
+def test_policy_kappa_takes_the_nearest_level_and_keeps_where_told():
+    from magsr_tf.inference.noise_switch import policy_kappa
+
+    policy = {"sigma": [0.02, 0.05, 0.1], "kappa": [0.012, None, 0.05]}
+    k = policy_kappa(policy, [0.015, 0.04, 0.09, 0.3], default=1.0)
+    assert k[0] == 0.012 and np.isnan(k[1]) and k[2] == 0.05 and k[3] == 0.05
+    assert list(policy_kappa(None, [0.05, 0.1], default=0.7)) == [0.7, 0.7]
+
+
+def test_refine_keeps_the_start_where_the_policy_says_so():
+    pytest.importorskip("tensorflow")
+    from magsr_tf.priors.refine import refine
+
+    lr = add_noise(smooth_maps(2, 8, NOISE_SEED), 0.05, np.random.default_rng(2))
+    start = np.repeat(np.repeat(lr, 4, axis=1), 4, axis=2)
+    start = start / np.linalg.norm(start, axis=-1, keepdims=True)
+    result = refine(
+        lr,
+        4,
+        "typeI",
+        init=start,
+        config=RefineConfig(steps=20),
+        noise=0.05,
+        kappa=[np.nan, 0.012],
+    )
+    np.testing.assert_allclose(result.sr[0], start[0], atol=1e-6)
+    assert np.abs(result.sr[1] - start[1]).max() > 1e-3
+    assert np.isfinite(result.energy_per_spin).all() and np.isfinite(result.lr_misfit).all()

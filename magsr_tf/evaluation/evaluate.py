@@ -441,9 +441,11 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     if config.noise:
         from magsr_tf.evaluation.noisy import noise_figure, score_noisy
         from magsr_tf.inference.noise_level import read_calibration
+        from magsr_tf.inference.noise_switch import load_noise_aware
 
+        noise_aware = load_noise_aware(folder, sr_model=sr_model, batch_size=config.batch_size)
         result["noisy"] = score_noisy(
-            sr_model,
+            noise_aware if noise_aware.calibration is not None else sr_model,
             split.hr,
             split.lr,
             ratio,

@@ -25,6 +25,7 @@ import numpy as np
 from magsr_tf.evaluation.metrics import per_image, summarize
 from magsr_tf.inference.apply import apply_model
 from magsr_tf.inference.noise_level import estimate_noise
+from magsr_tf.inference.noise_switch import NoiseAwareSR, policy_kappa
 from magsr_tf.ops.interpolation import upsample
 from magsr_tf.ops.noise import add_noise
 from magsr_tf.ops.spins import unit_normalize
@@ -70,16 +71,24 @@ def score_noisy(
     rows = []
     for sigma in sigmas:
         x = noisy_lr(lr, float(sigma)) if sigma > 0 else np.asarray(lr, np.float32)
-        sr = apply_model(sr_model, x, batch_size)
-        est = estimate_noise(x, ratio, sr, calibration, padding)
+        companion_share = 0.0
+        if isinstance(sr_model, NoiseAwareSR):  # the clean network or its noisy companion
+            sr = sr_model(x)
+            est = sr_model.estimate or estimate_noise(x, ratio)
+            companion_share = float(np.mean(sr_model.used_companion))
+        else:
+            sr = apply_model(sr_model, x, batch_size)
+            est = estimate_noise(x, ratio, sr, calibration, padding)
         bicubic = upsample(x, ratio, "bicubic", aligned=True, padding=padding)
         maps = {"sr": sr, "bicubic": bicubic, "bicubic_unit": unit_normalize(bicubic)}
         if refine_steps and hamiltonian is not None and x.shape[-1] == 3:
             from magsr_tf.priors.refine import RefineConfig, refine
 
             config = RefineConfig(steps=refine_steps)
+            policy = (getattr(sr_model, "calibration", None) or {}).get("refine_policy")
+            kappa = policy_kappa(policy, est.sigma, config.noise_kappa) if policy else None
             maps["sr_refine"] = refine(
-                x, ratio, hamiltonian, init=sr, config=config, noise=est.sigma
+                x, ratio, hamiltonian, init=sr, config=config, noise=est.sigma, kappa=kappa
             ).sr
         metrics = {
             name: {k: summarize(v) for k, v in per_image(hr, m).items()} for name, m in maps.items()
@@ -106,7 +115,13 @@ def score_noisy(
             metrics["sr"]["mse"]["mean"],
         )
         rows.append(
-            {"sigma": float(sigma), "estimate": estimate, "metrics": metrics, "gain_db": gain}
+            {
+                "sigma": float(sigma),
+                "estimate": estimate,
+                "companion_share": companion_share,
+                "metrics": metrics,
+                "gain_db": gain,
+            }
         )
     return {
         "sigmas": [float(s) for s in sigmas],
@@ -143,12 +158,13 @@ def noise_figure(noisy: dict, path: Path, title: str) -> Path:
 
 def noisy_table(noisy: dict) -> tuple[str, list[str], list[list[str]]]:
     """``(title, header, rows)`` of the noisy rows: MSE per method and sigma estimated vs true."""
-    header = ["sigma", "sigma estimated", *(noisy["labels"][m] for m in NOISY_METHODS)]
+    header = ["sigma", "sigma estimated", "noisy net", *(noisy["labels"][m] for m in NOISY_METHODS)]
     header += ["SR gain over unit bicubic dB"]
     rows = []
     for row in noisy["rows"]:
         est = row["estimate"]
-        cells = [f"{row['sigma']:g}", f"{est['mean']:.4f}"]
+        share = row.get("companion_share", 0.0)
+        cells = [f"{row['sigma']:g}", f"{est['mean']:.4f}", f"{100 * share:.0f}%"]
         for method in NOISY_METHODS:
             mse = row["metrics"].get(method, {}).get("mse")
             cells.append("-" if mse is None else f"{mse['mean']:.4g}")

@@ -31,6 +31,7 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
+from magsr_tf.inference.noise_switch import companion_dir
 from magsr_tf.inference.predictor import LocalPredictor, probe_ratio, run_predictor
 from magsr_tf.inference.tiling import NpyBands, sr_memory
 from magsr_tf.io.inputs import (
@@ -278,9 +279,13 @@ def predict(
         for batch in batches:
             _check_fits(batch.lr.shape, hint, config, limit, batch.source)
     predictor = make_predictor(config)
-    calibration = None
-    if config.server is None and config.noise is None:
-        calibration = read_calibration(_model_folder(config))
+    calibration, companion = None, None
+    if config.server is None:
+        folder = _model_folder(config)
+        calibration = read_calibration(folder)
+        noisy = companion_dir(folder) if folder is not None else None
+        if noisy is not None and calibration is not None:
+            companion = LocalPredictor(noisy, None)
     for batch in batches:
         channels = batch.lr.shape[-1]
         if predictor.channels is not None and channels != predictor.channels:
@@ -297,22 +302,28 @@ def predict(
             padding = "reflect" if is_image_path(batch.source.split(", ")[0]) else "periodic"
         n, h, w, c = batch.lr.shape
 
-        def fill(out, lr=batch.lr, ratio=ratio, padding=padding):
-            run_predictor(
-                predictor,
-                lr,
-                ratio,
-                padding,
-                batch_size=config.batch_size,
-                max_values=predictor.max_values,
-                progress=progress,
-                out=out,
-            )
+        found = {}
+
+        def fill(out, lr=batch.lr, ratio=ratio, padding=padding, found=found):
+            options = {"batch_size": config.batch_size, "max_values": predictor.max_values}
+            run_predictor(predictor, lr, ratio, padding, progress=progress, out=out, **options)
+            maps = _MapsOf(out, lr.shape[0])
+            found["noise"] = predict_noise(lr, maps, ratio, padding, config, calibration)
+            # Noisy maps go again through the noise-robust companion (inference/noise_switch).
+            switch = None if companion is None else calibration.get("switch", {})
+            level = None if not switch else switch.get("switch_sigma")
+            found["companion"] = np.zeros(len(lr), bool)
+            if level is not None:
+                found["companion"] = found["noise"].sigma >= level
+                for i in np.flatnonzero(found["companion"]):
+                    sr_i = run_predictor(companion, lr[i : i + 1], ratio, padding, **options)
+                    out[i, slice(None), slice(None)] = sr_i[0]
 
         _write_pair(targets, (n, h * ratio, w * ratio, c), batch.single, fill)
         sr = np.load(targets[0], mmap_mode="r")
         sr = sr[None] if batch.single else sr
-        noise = predict_noise(batch.lr, sr, ratio, padding, config, calibration)
+        noise = found["noise"]
+        used = found["companion"]
         write_json(
             targets[2],
             {
@@ -323,6 +334,7 @@ def predict(
                 "padding": padding,
                 "shape": [n, h * ratio, w * ratio, c],
                 "noise": noise.to_dict(),
+                "network": ["noise-robust" if u else "clean" for u in used],
                 "outputs": [str(t) for t in targets[:2]],
             },
         )
@@ -335,6 +347,21 @@ def predict(
         )
         results.append(PredictOutput(batch.name, sr, targets, noise.to_dict()))
     return results
+
+
+class _MapsOf:
+    """``maps[i]`` reads SR map i of an NpyBands file or an array (one map in memory)."""
+
+    def __init__(self, out, n: int):
+        self.out, self.n = out, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if isinstance(self.out, NpyBands):
+            return self.out.map(i)[:]
+        return np.asarray(self.out[i])
 
 
 def predict_noise(lr, sr, ratio: int, padding: str, config: PredictConfig, calibration):

@@ -15,6 +15,7 @@ import numpy as np
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.apply import apply_model
 from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
+from magsr_tf.inference.noise_switch import NoiseAwareSR, load_noise_aware, policy_kappa
 from magsr_tf.io.inputs import check_memory, load_inputs, memory_limit
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
@@ -122,10 +123,14 @@ def model_start(init, ratio: int | None, hamiltonian, models_root: Path):
     if int(model.inputs[0].shape[-1]) != 3:
         raise MagsrError(f"the model {folder} is not a 3-component spin model")
 
-    def init_fn(lr):
-        return apply_model(model, lr)
+    if isinstance(folder, Path):
+        # The clean network, or its noise-robust companion for noisy maps.
+        init_fn = load_noise_aware(folder, sr_model=model)
+    else:
 
-    init_fn.calibration = read_calibration(folder) if isinstance(folder, Path) else None
+        def init_fn(lr):
+            return apply_model(model, lr)
+
     return init_fn, own_ratio, hamiltonian, name
 
 
@@ -157,14 +162,15 @@ def noise_probe(ratio: int, ham, models_root: Path):
     return None
 
 
-def noise_estimate(lr, ratio: int, start, calibration, given, probe=None) -> NoiseEstimate:
+def noise_estimate(lr, ratio: int, start, init_fn, given, probe=None) -> NoiseEstimate:
     """The noise level used to weight the LR misfit of each map.
 
     Args:
         lr: ``[n, h, w, 3]`` LR maps.
         ratio: SR ratio.
-        start: the starting SR maps when they come from a network, else None.
-        calibration: that network's noise calibration (None if it has none).
+        start: the starting SR maps (None: bicubic).
+        init_fn: what made ``start``: a :class:`~magsr_tf.inference.noise_switch.NoiseAwareSR`
+            has measured the noise already (from the clean network's residual).
         given: the user's sigma (None: estimate).
         probe: ``(sr_fn, name)`` of a calibrated network to measure with when
             the start is bicubic (:func:`noise_probe`).
@@ -172,13 +178,13 @@ def noise_estimate(lr, ratio: int, start, calibration, given, probe=None) -> Noi
     n = len(lr)
     if given is not None:
         return NoiseEstimate(np.full(n, float(given)), "given")
-    if start is not None and calibration is not None:
-        return estimate_noise(lr, ratio, start, calibration)
+    if start is not None and isinstance(init_fn, NoiseAwareSR) and init_fn.estimate is not None:
+        return init_fn.estimate
     if probe is not None:
         fn, name = probe
-        calibration = fn.calibration
-        est = estimate_noise(lr, ratio, np.asarray(fn(lr)), calibration)
-        return NoiseEstimate(est.sigma, f"network residual ({name})")
+        fn(lr)
+        if fn.estimate is not None:
+            return NoiseEstimate(fn.estimate.sigma, f"network residual ({name})")
     if ratio <= 4:
         return estimate_noise(lr, ratio)
     log.warning(
@@ -187,6 +193,15 @@ def noise_estimate(lr, ratio: int, start, calibration, given, probe=None) -> Noi
         ratio,
     )
     return NoiseEstimate(np.zeros(n), "assumed clean (no estimator at this ratio)")
+
+
+def model_kappa(init_fn, noise: NoiseEstimate, config: RefineConfig):
+    """kappa per map from the init model's measured refine policy (None: the config's)."""
+    calibration = getattr(init_fn, "calibration", None) or {}
+    policy = calibration.get("refine_policy")
+    if not policy:
+        return None
+    return policy_kappa(policy, noise.sigma, config.noise_kappa)
 
 
 def record(
@@ -275,8 +290,7 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
         probe = noise_probe(ratio, ham, job.models_root)
     for batch, targets in plans:
         start = None if init_fn is None else np.asarray(init_fn(batch.lr), dtype=np.float32)
-        calibration = getattr(init_fn, "calibration", None)
-        noise = noise_estimate(batch.lr, ratio, start, calibration, job.noise, probe)
+        noise = noise_estimate(batch.lr, ratio, start, init_fn, job.noise, probe)
         log.info("%s: LR noise %.4f (%s)", batch.source, noise.sigma.mean(), noise.method)
         result = refine(
             batch.lr,
@@ -286,6 +300,7 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
             config=job.config,
             progress=progress,
             noise=noise.sigma,
+            kappa=model_kappa(init_fn, noise, job.config),
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         write_npy(targets[0], result.sr[0] if batch.single else result.sr)
@@ -352,7 +367,7 @@ def refine_array(
     if hamiltonian is None:
         raise MagsrError("give hamiltonian= ('typeI', 'typeII', a JSON file or a dict)")
     ham = resolve_hamiltonian(hamiltonian)
-    start, calibration = None, getattr(init_fn, "calibration", None)
+    start = None
     if callable(init_fn):
         start = np.asarray(init_fn(batch), dtype=np.float32)
     elif init_fn is not None:
@@ -360,9 +375,16 @@ def refine_array(
     probe = None
     if start is None and noise is None and ratio > 4:
         probe = noise_probe(ratio, ham, Path(models_root))
-    estimate = noise_estimate(batch, ratio, start, calibration, noise, probe)
+    estimate = noise_estimate(batch, ratio, start, init_fn, noise, probe)
     result = refine(
-        batch, ratio, ham, init=start, config=config, progress=progress, noise=estimate.sigma
+        batch,
+        ratio,
+        ham,
+        init=start,
+        config=config,
+        progress=progress,
+        noise=estimate.sigma,
+        kappa=model_kappa(init_fn, estimate, config),
     )
     entry = record(result, ratio, init_name, ham, config, estimate)
     return (result.sr[0] if single else result.sr), entry

@@ -34,6 +34,7 @@ import numpy as np
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.inputs import check_lr_values
 from magsr_tf.nn.energy import SpinEnergy
+from magsr_tf.ops.downsample import downsample
 from magsr_tf.ops.kernels import RATIOS
 from magsr_tf.ops.noise import CLEAN_SIGMA
 from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
@@ -174,7 +175,7 @@ def _initial_map(lr: np.ndarray, ratio: int, padding: str) -> np.ndarray:
     return upsample(lr, ratio, "bicubic", aligned=True, padding=padding)
 
 
-def misfit_weights(sigma, ratio: int, config: RefineConfig):
+def misfit_weights(sigma, ratio: int, config: RefineConfig, kappa=None):
     """Per-image misfit weight mu ``[n]`` and whether the exact constraint applies ``[n]``.
 
     Clean images (sigma below :data:`magsr_tf.ops.noise.CLEAN_SIGMA`) keep
@@ -184,14 +185,16 @@ def misfit_weights(sigma, ratio: int, config: RefineConfig):
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     clean = sigma < CLEAN_SIGMA
-    mu = np.where(
-        clean, config.weight, config.noise_kappa / (np.maximum(sigma, 1e-12) ** 2 * ratio**2)
-    )
+    kappa = config.noise_kappa if kappa is None else np.asarray(kappa, dtype=np.float64)
+    kappa = np.where(np.isfinite(kappa), kappa, config.noise_kappa)
+    mu = np.where(clean, config.weight, kappa / (np.maximum(sigma, 1e-12) ** 2 * ratio**2))
     exact = clean & (config.constraint == "lagrangian")
     return mu, exact
 
 
-def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_record, sigma):
+def _refine_batch(
+    lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_record, sigma, kappa=None
+):
     """Runs the optimizer on one batch; returns (sr, energy/spin, misfit) as NumPy."""
     import tensorflow as tf
 
@@ -202,7 +205,7 @@ def _refine_batch(lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_re
     wy = tf.constant(downsample_matrix(h, ratio, config.padding, config.degradation), dtype)
     wx = tf.constant(downsample_matrix(w, ratio, config.padding, config.degradation), dtype)
     lr_t = tf.constant(lr, dtype)
-    mu_np, exact_np = misfit_weights(sigma, ratio, config)
+    mu_np, exact_np = misfit_weights(sigma, ratio, config, kappa)
     mu = tf.constant(mu_np, dtype)
     exact = tf.constant(exact_np.astype(np.float64)[:, None, None, None], dtype)
     lagrangian = bool(exact_np.any())
@@ -278,6 +281,7 @@ def refine(
     config: RefineConfig | None = None,
     progress: Progress | None = None,
     noise=None,
+    kappa=None,
 ) -> RefineResult:
     """Reconstructs SR spin maps from LR ones under a Hamiltonian.
 
@@ -295,6 +299,10 @@ def refine(
             clean input, held exactly with the default constraint); noisy
             images are fitted with the likelihood weight of
             :func:`misfit_weights` instead.
+        kappa: per-image kappa of the noisy images ``[n]`` (None:
+            ``config.noise_kappa``); NaN keeps that image's initial map
+            unchanged (a model's measured policy where refining does not help:
+            :func:`magsr_tf.inference.noise_switch.refine_policy`).
 
     Returns:
         :class:`RefineResult` with unit-length SR maps.
@@ -317,6 +325,8 @@ def refine(
     sigma = np.zeros(n) if noise is None else np.broadcast_to(np.asarray(noise, float), (n,))
     if not (np.isfinite(sigma).all() and (sigma >= 0).all()):
         raise MagsrError(f"noise levels must be finite and >= 0. Received: {noise}")
+    kappa = None if kappa is None else np.broadcast_to(np.asarray(kappa, float), (n,))
+    keep = np.zeros(n, bool) if kappa is None else (~np.isfinite(kappa) & (sigma >= CLEAN_SIGMA))
     t0 = time.perf_counter()
     history: list[dict] = []
     out_sr, out_e, out_m = [], [], []
@@ -350,9 +360,30 @@ def refine(
                     }
                 )
 
+        part = slice(start, start + len(batch))
         sr, e, misfit = _refine_batch(
-            batch, x0, ratio, energy, config, on_record, sigma[start : start + len(batch)]
+            batch,
+            x0,
+            ratio,
+            energy,
+            config,
+            on_record,
+            sigma[part],
+            None if kappa is None else kappa[part],
         )
+        kept = keep[part]
+        if kept.any():  # the policy keeps these starting maps: report them as they are
+            sr, e, misfit = sr.copy(), e.copy(), misfit.copy()
+            sr[kept] = x0[kept] / np.linalg.norm(x0[kept], axis=-1, keepdims=True)
+            e[kept] = np.asarray(energy(sr[kept]), dtype=np.float64)
+            misfit[kept] = [
+                float(
+                    np.mean(
+                        (downsample(m[None], ratio, config.padding, config.degradation)[0] - b) ** 2
+                    )
+                )
+                for m, b in zip(sr[kept], batch[kept], strict=True)
+            ]
         if not (np.isfinite(sr).all() and np.isfinite(e).all()):
             raise MagsrError("refinement diverged (non-finite spins); lower --lr")
         out_sr.append(sr)
