@@ -165,6 +165,9 @@ def real(
     epochs: PatchEpochs = 3,
     json_out: JsonRows = None,
     unresolved: Unresolved = "interpolate",
+    noise: float = typer.Option(
+        0.0, "--noise", help="Gaussian noise sigma added to the LR image (of the [-1, 1] range)."
+    ),
 ) -> None:
     """Degrade a native image, super-resolve it with every method, score against the native."""
     from magsr_tf.benchmarks.real import METHODS, bench_real
@@ -175,9 +178,18 @@ def real(
             size = tuple(int(v) for v in crop.lower().split("x"))
         except ValueError as exc:
             raise typer.BadParameter(f"expected HEIGHTxWIDTH. Received: {crop!r}") from exc
-    methods = METHODS if network else ("bicubic", "lanczos", "prior")
+    methods = METHODS if network else ("bicubic", "lanczos", "prior", "default")
     rows = bench_real(
-        image, ratio, size, methods, degradation, prior, patches, epochs, unresolved=unresolved
+        image,
+        ratio,
+        size,
+        methods,
+        degradation,
+        prior,
+        patches,
+        epochs,
+        unresolved=unresolved,
+        noise=noise,
     )
     _show(f"{image.name} x{ratio}: against the native image", rows, json_out)
 

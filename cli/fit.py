@@ -218,7 +218,7 @@ def calibrate_noise(
 ) -> None:
     """Measure the model's LR residual against the noise level on its training images
     (noise_calibration.json, used by predict/refine --noise auto; fit writes it itself)."""
-    from magsr_tf.jobs.fit import calibrate_model
+    from magsr_tf.jobs.calibrate import calibrate_model
 
     path = calibrate_model(model, data)
     output_console().print(f"Noise calibration: {path}", markup=False)

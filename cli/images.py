@@ -54,23 +54,40 @@ def fit_image(
         "the image), box[:WIDTH] or psf:FILE.npy (native pixels).",
     ),
     prior: str = typer.Option(
-        "none",
+        "auto",
         "--prior",
-        help="Physics prior of the reconstruction: none, exchange or anisotropy.",
+        help="auto (default: the best measured method, chosen from the LR image: anisotropy "
+        "prior, or aligned Lanczos-3/bicubic where the LR grid does not resolve the domains), "
+        "none (the network alone), exchange or anisotropy.",
     ),
     anisotropy: float = typer.Option(
         None, "--anisotropy", help="K/J of the prior (default: chosen from the LR image)."
     ),
     network: bool = typer.Option(
-        True,
+        None,
         "--network/--no-network",
-        help="Train the patch network (with a prior: the prior refines its SR).",
+        help="Train the patch network (with a prior: the prior refines its SR). Default: only "
+        "with --prior none.",
     ),
     unresolved: Unresolved = "interpolate",
+    noise: str = typer.Option(
+        "auto",
+        "--noise",
+        help="LR noise sigma (of the [-1, 1] range) or auto (estimated from the LR image); "
+        "sets the prior's data weight.",
+    ),
 ) -> None:
     """Train on random patches of a microscope image and write its SR (paper Fig. 7)."""
+    from magsr_tf.errors import MagsrError
     from magsr_tf.jobs.fit_image import FitImageConfig
     from magsr_tf.jobs.fit_image import fit_image as run
+
+    noise_sigma = None
+    if noise.strip().lower() != "auto":
+        try:
+            noise_sigma = float(noise)
+        except ValueError as exc:
+            raise MagsrError(f"--noise expects SIGMA or auto. Received: {noise!r}") from exc
 
     config = FitImageConfig(
         images=tuple(images),
@@ -92,6 +109,7 @@ def fit_image(
         anisotropy=anisotropy,
         network=network,
         unresolved=unresolved,
+        noise=noise_sigma,
     )
     console = output_console()
     with progress_bar(stderr=False, unit="step") as bar:
@@ -110,6 +128,16 @@ def fit_image(
         result = run(config, progress=progress)
     for role, path in result.files.items():
         console.print(f"{role}: {path}", markup=False)
+    default = result.prior.get("default")
+    if default:
+        console.print(f"method: {result.prior['method']} ({default['reason']})", markup=False)
+    noise_info = result.prior.get("noise")
+    if noise_info:
+        console.print(
+            f"noise: sigma {noise_info['sigma']:.4g} ({noise_info['method']}), prior data weight "
+            f"{noise_info['data_weight']:.4g}",
+            markup=False,
+        )
     # Where the LR grid did not resolve the domains the prior's map is the bicubic one.
     fallback = result.prior.get("method") == "bicubic"
 

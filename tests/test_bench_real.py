@@ -6,7 +6,8 @@ from conftest import call_main
 from PIL import Image
 
 from magsr_tf import MagsrError
-from magsr_tf.benchmarks.real import bench_real, lanczos, lanczos_matrix, ssim
+from magsr_tf.benchmarks.real import bench_real, ssim
+from magsr_tf.ops.lanczos import lanczos, lanczos_matrix
 from magsr_tf.priors.image_prior import synthetic_domains
 
 SEED = 3

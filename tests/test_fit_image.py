@@ -119,7 +119,9 @@ def test_prepare_fit_data_checks_sizes(tmp_path):
     with pytest.raises(MagsrError, match="not divisible by the ratio"):
         prepare_fit_data(FitImageConfig(images=(image,), ratio=8, patch=4, degrade=True))
     with pytest.raises(MagsrError, match="smaller than one patch"):
-        prepare_fit_data(FitImageConfig(images=(image,), ratio=4, patch=16, degrade=True))
+        prepare_fit_data(
+            FitImageConfig(images=(image,), ratio=4, patch=16, degrade=True, prior="none")
+        )
     lr, truth = prepare_fit_data(FitImageConfig(images=(image,), ratio=8, patch=8, crop=(32, 40)))
     assert lr.shape == (32, 40, 1) and truth is None
 
@@ -130,7 +132,7 @@ def test_fit_image_outputs_with_a_stub_trainer(tmp_path):
 
     image = _save_png16(np.random.default_rng(SEED).uniform(-1, 1, (20, 24)), tmp_path / "m.png")
     config = FitImageConfig(
-        images=(image,), ratio=4, patch=8, patches=50, out_dir=tmp_path / "model"
+        images=(image,), ratio=4, patch=8, patches=50, out_dir=tmp_path / "model", prior="none"
     )
     seen = {}
 
@@ -161,7 +163,7 @@ def test_fit_image_cli_bad_input(tmp_path, capsys, monkeypatch):
         [good, good],
         [good, "--ratio", "3"],
         [good, "--ratio", "8", "--degrade"],  # 36 is not a multiple of 8
-        [good, "--patch", "64"],
+        [good, "--patch", "64", "--prior", "none"],
         [good, "--crop", "10by10"],
     ]
     for args in cases:
@@ -224,6 +226,7 @@ def test_fit_image_end_to_end_beats_bicubic(tmp_path):
         value_range=(0, 65535),
         out_dir=tmp_path / "model",
         seed=0,
+        prior="none",
     )
     result = fit_image(config)
     lr = images_to_spins(paths, value_range=(0, 65535))
@@ -281,7 +284,7 @@ def test_fit_image_prior_without_network_beats_bicubic(tmp_path):
         out_dir=tmp_path / "out",
     )
     result = fit_image(config)
-    assert set(result.metrics) == {"prior", "gaussian", "bicubic"}
+    assert set(result.metrics) == {"prior", "gaussian", "bicubic", "lanczos"}
     assert result.metrics["prior"]["pearson_r"] > result.metrics["bicubic"]["pearson_r"]
     assert result.sr.shape == (96, 128, 1)
     assert not (tmp_path / "out" / "model.keras").exists()
@@ -331,7 +334,9 @@ def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
     only = ["--no-network", "--prior", "exchange"]
     cases = [
-        [good, "--no-network"],  # no prior either
+        [good, "--no-network", "--prior", "none"],  # no prior either
+        [good, "--noise", "x"],
+        [good, "--noise", "-0.1"],
         [good, "--prior", "dmi"],
         [good, "--prior", "exchange", "--anisotropy", "-1"],
         [good, *only, "--unresolved", "bicubic"],
@@ -339,7 +344,8 @@ def test_fit_image_prior_cli_bad_input(tmp_path, capsys, monkeypatch):
         [good, *only, "--degradation", "gaussian:x"],
         [good, *only, "--degradation", f"psf:{tmp_path}/even.npy"],
         [good, *only, "--degradation", "psf:nofile.npy"],
-        [good, "--degradation", "gaussian:2"],  # the network has the sigma = 1 Gaussian only
+        # the network has the sigma = 1 Gaussian only
+        [good, "--prior", "none", "--degradation", "gaussian:2"],
         [
             good,
             "--no-network",
@@ -381,10 +387,11 @@ def test_fit_image_network_then_prior_with_a_stub_trainer(tmp_path):
         patches=20,
         degrade=True,
         prior="exchange",
+        network=True,
         out_dir=tmp_path / "model",
     )
     result = fit_image(config, train_fn=stub_train)
-    assert set(result.metrics) == {"sr", "network+prior", "gaussian", "bicubic"}
+    assert set(result.metrics) == {"sr", "network+prior", "gaussian", "bicubic", "lanczos"}
     assert result.files["model"].is_file() and result.files["network_prior_png"].is_file()
     summary = json.loads(result.files["summary"].read_text())
     assert summary["prior"]["start"] == "network"

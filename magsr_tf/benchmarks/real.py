@@ -10,7 +10,14 @@ alone with each method:
 - ``prior``: the physics-prior reconstruction (:mod:`magsr_tf.priors.image_prior`,
   K chosen from the LR image), started from bicubic;
 - ``network``: the patch-trained SR network of ``fit-image`` (ratios 4, 8, 16);
-- ``network+prior``: the prior started from the network's SR.
+- ``network+prior``: the prior started from the network's SR;
+- ``default``: what ``fit-image`` does by default (``--prior auto``,
+  :mod:`magsr_tf.jobs.method_choice`): the method chosen from the LR image
+  alone, the noise level estimated from it (``default_method`` says which).
+
+``noise`` adds Gaussian noise of that sigma (of the [-1, 1] range, clipped) to
+the LR image (:func:`magsr_tf.ops.noise.add_noise`, seed ``seed``); every
+method then sees the noisy LR image (the network rows are skipped).
 
 Each row has Pearson r, MSE and SSIM against the native image, the wall and
 CPU seconds of the method, and ``r_minus_bicubic`` / ``mse_vs_bicubic`` (ratios
@@ -30,36 +37,14 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.ops.kernels import RATIOS
+from magsr_tf.ops.lanczos import lanczos
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("bicubic", "lanczos", "prior", "network", "network+prior")
-LANCZOS_A = 3
+METHODS = ("bicubic", "lanczos", "prior", "network", "network+prior", "default")
 SSIM_SIGMA = 1.5
 SSIM_RANGE = 2.0
 """SSIM data range: spin components span [-1, 1]."""
-
-
-def lanczos_matrix(n_lr: int, ratio: int, a: int = LANCZOS_A) -> np.ndarray:
-    """Aligned Lanczos-a up-sampling ``[n_lr r, n_lr]`` (LR pixel k on HR pixel k r), reflect."""
-    x = np.arange(n_lr * ratio) / ratio
-    taps = np.floor(x)[:, None].astype(int) + np.arange(-a + 1, a + 1)[None, :]
-    d = taps - x[:, None]
-    weights = np.sinc(d) * np.sinc(d / a) * (np.abs(d) < a)
-    period = 2 * (n_lr - 1) if n_lr > 1 else 1
-    j = np.mod(taps, period)
-    cols = np.where(j < n_lr, j, period - j) if n_lr > 1 else np.zeros_like(taps)
-    u = np.zeros((n_lr * ratio, n_lr))
-    np.add.at(u, (np.broadcast_to(np.arange(u.shape[0])[:, None], cols.shape), cols), weights)
-    return u / u.sum(axis=1, keepdims=True)
-
-
-def lanczos(lr: np.ndarray, ratio: int) -> np.ndarray:
-    """Aligned Lanczos-3 up-sampling of ``[h, w, C]``."""
-    uy = lanczos_matrix(lr.shape[0], ratio)
-    ux = lanczos_matrix(lr.shape[1], ratio)
-    hr = np.einsum("ik,klc,jl->ijc", uy, np.asarray(lr, np.float64), ux, optimize=True)
-    return hr.astype(np.float32)
 
 
 def ssim(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -88,6 +73,46 @@ def _timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _default_row(lr, ratio, deg, maps, rows, prior_config):
+    """``fit-image``'s default on the LR image: (map, wall s, CPU s, extra columns).
+
+    Where it chooses the prior with the prior row's data weight, that row's map
+    (the same reconstruction) is reused instead of being computed twice.
+    """
+    from magsr_tf.jobs.method_choice import (
+        blend,
+        choose_method,
+        data_weight,
+        interpolate,
+        noise_level,
+        prior_step,
+    )
+    from magsr_tf.priors.image_prior import CONSISTENCY, intensity_scale
+
+    (choice, noise), wall, cpu = _timed(lambda: (choose_method(lr, ratio), noise_level(lr)))
+    mu = data_weight(noise["sigma"], float(np.mean(intensity_scale(lr)[1])), CONSISTENCY)
+    extra = {
+        "default_method": choice["method"],
+        "noise_estimate": noise["sigma"],
+        "data_weight": mu,
+    }
+    prior_row = next((row for row in rows if row["method"] == "prior"), None)
+    reuse = (
+        choice["method"] == "prior"
+        and prior_row is not None
+        and prior_config == type(prior_config)("anisotropy", consistency=mu)
+    )
+    if reuse:
+        image = maps["prior"]
+        if blend(prior_row["anisotropy"], ratio):
+            image = 0.5 * (image + interpolate(lr, ratio, "lanczos"))
+            extra["default_method"] = "prior+lanczos"
+        return image, prior_row["seconds"] + wall, prior_row["cpu_seconds"] + cpu, extra
+    (_, image, info), wall, cpu = _timed(lambda: prior_step(lr, ratio, deg, "auto"))
+    extra["default_method"] = info["method"]
+    return image, wall, cpu, extra
+
+
 def bench_real(
     image: str | Path,
     ratio: int = 4,
@@ -100,6 +125,7 @@ def bench_real(
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
     unresolved: str = "interpolate",
+    noise: float = 0.0,
 ) -> list[dict]:
     """Scores every method on one native image degraded by ``ratio``.
 
@@ -119,6 +145,7 @@ def bench_real(
         unresolved: the prior's policy where the LR grid does not resolve the
             domains (:class:`magsr_tf.priors.image_prior.PriorConfig`); the rows say
             which method ran (``prior_method``).
+        noise: sigma of the Gaussian noise added to the LR image (0: none).
 
     Returns:
         One row per method (see the module docstring).
@@ -130,9 +157,10 @@ def bench_real(
     from magsr_tf.evaluation.metrics import pearson
     from magsr_tf.io.pictures import images_to_spins
     from magsr_tf.jobs.fit_image import central_crop
+    from magsr_tf.jobs.method_choice import data_weight, noise_level
     from magsr_tf.ops.degradation import degrade, parse_degradation
     from magsr_tf.ops.interpolation import upsample
-    from magsr_tf.priors.image_prior import PriorConfig, reconstruct
+    from magsr_tf.priors.image_prior import CONSISTENCY, PriorConfig, intensity_scale, reconstruct
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -150,7 +178,11 @@ def bench_real(
     if min(native.shape[:2]) // ratio < 4:
         raise MagsrError(f"the crop {crop} is too small for ratio {ratio}")
     lr = degrade(native, ratio, deg, "reflect")
-    network_ok = ratio in RATIOS and deg.is_default
+    if noise:
+        from magsr_tf.ops.noise import add_noise
+
+        lr = add_noise(lr, noise, np.random.default_rng(seed))
+    network_ok = ratio in RATIOS and deg.is_default and not noise
     maps, rows = {}, []
 
     def record(name, out, wall, cpu, extra=None):
@@ -159,6 +191,7 @@ def bench_real(
             {
                 "image": Path(image).name,
                 "ratio": ratio,
+                "noise": noise,
                 "method": name,
                 "pearson_r": pearson(native, out),
                 "mse": float(np.mean((native - out) ** 2)),
@@ -173,7 +206,10 @@ def bench_real(
     record("bicubic", out, wall, cpu)
     if "lanczos" in methods:
         record("lanczos", *_timed(lambda: lanczos(lr, ratio)))
-    prior_config = PriorConfig(prior, unresolved=unresolved)
+    # The prior's LR data weight from the noise level, as in fit-image.
+    sigma = noise_level(lr)["sigma"]
+    mu = data_weight(sigma, float(np.mean(intensity_scale(lr)[1])), CONSISTENCY)
+    prior_config = PriorConfig(prior, consistency=mu, unresolved=unresolved)
     if "prior" in methods:
         res, wall, cpu = _timed(lambda: reconstruct(lr, ratio, deg, prior_config))
         extra = {
@@ -182,9 +218,11 @@ def bench_real(
             "prior_method": res.method,
         }
         record("prior", res.image, wall, cpu, extra)
+    if "default" in methods:
+        record("default", *_default_row(lr, ratio, deg, maps, rows, prior_config))
     want_net = {"network", "network+prior"} & set(methods)
     if want_net and not network_ok:
-        logger.info("bench real: no network at ratio %d with %s", ratio, deg.name)
+        logger.info("bench real: no network at ratio %d with %s (or noise)", ratio, deg.name)
     elif want_net:
         from magsr_tf.jobs.fit_image import FitImageConfig, fit_image
 
@@ -199,6 +237,8 @@ def bench_real(
                 degrade=True,
                 crop=tuple(native.shape[:2]),
                 out_dir=Path(tmp) / "model",
+                prior="none",
+                network=True,
             )
             result, wall, cpu = _timed(lambda: fit_image(config, progress=progress))
         record("network", result.sr, wall, cpu)

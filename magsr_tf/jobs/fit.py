@@ -18,7 +18,6 @@ import numpy as np
 
 from magsr_tf import __version__
 from magsr_tf.errors import MagsrError
-from magsr_tf.inference.noise_level import write_calibration
 from magsr_tf.io.writers import atomic_path
 from magsr_tf.nn.model import ModelConfig
 from magsr_tf.priors.refine import DEFAULT_STEPS as REFINE_DEFAULT_STEPS
@@ -299,86 +298,6 @@ def score_test_split(
     }
 
 
-def calibrate_noise_level(sr_model, path: Path, ratio: int, n_train: int) -> dict:
-    """The model's LR residual against the noise level, on its own *training* images.
-
-    Written to ``noise_calibration.json``: ``predict`` and ``refine`` invert it
-    to estimate the noise of a user's map (:mod:`magsr_tf.inference.noise_level`).
-    """
-    from magsr_tf.inference.apply import apply_model, model_padding
-    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES, calibrate
-
-    lr = _read_rows(path, f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
-    padding = model_padding(sr_model)
-    return calibrate(lambda x: apply_model(sr_model, x, batch_size=16), lr, ratio, padding)
-
-
-def calibrate_model(model: str | Path, data: str | Path) -> Path:
-    """Writes ``noise_calibration.json`` for a trained model folder from a dataset's
-    training rows (what ``fit`` does at its end; for models trained before it did).
-
-    With a noise-robust companion in ``MODEL/noisy`` it also measures the noise
-    level from which the companion takes over (``switch``;
-    :func:`magsr_tf.inference.noise_switch.switch_level`).
-
-    Returns:
-        The written file.
-    """
-    from magsr_tf.data.format import check_ratio, open_info
-    from magsr_tf.inference.apply import apply_model, model_padding
-    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES
-    from magsr_tf.inference.noise_switch import companion_dir, load_noise_aware, switch_level
-    from magsr_tf.nn.model import load_sr_model, model_ratio
-
-    folder = Path(model)
-    if not folder.is_dir():
-        raise MagsrError(f"no model folder {folder}")
-    sr_model = load_sr_model(folder)
-    ratio = model_ratio(sr_model)
-    info = open_info(Path(data))
-    check_ratio(info, ratio)
-    n_train = info.n - info.n_test
-    if n_train < 1:
-        raise MagsrError(f"{data} has no training rows to calibrate with")
-    calibration = calibrate_noise_level(sr_model, Path(data), ratio, n_train)
-    companion = companion_dir(folder)
-    if companion is not None:
-        noisy_model = load_sr_model(companion)
-        if model_ratio(noisy_model) != ratio:
-            raise MagsrError(f"{companion} is not a x{ratio} model")
-        lr = _read_rows(Path(data), f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
-        calibration["switch"] = switch_level(
-            lambda x: apply_model(sr_model, x, batch_size=16),
-            lambda x: apply_model(noisy_model, x, batch_size=16),
-            lr,
-            ratio,
-            model_padding(sr_model),
-        )
-    ham_file = folder / "hamiltonian.json"
-    if ham_file.is_file() and info.channels == 3:
-        calibration["refine_policy"] = measure_refine_policy(
-            load_noise_aware(folder, sr_model=sr_model, calibration=calibration),
-            Path(data),
-            ratio,
-            str(ham_file),
-        )
-    return write_calibration(folder, calibration)
-
-
-def measure_refine_policy(start_fn, path: Path, ratio: int, hamiltonian) -> dict:
-    """The model's refine policy on noisy copies of its training images (LR only)."""
-    from magsr_tf.inference.noise_switch import POLICY_IMAGES, refine_policy
-    from magsr_tf.priors.refine import RefineConfig, refine
-
-    lr = _read_rows(path, f"lr/x{ratio}", 0, POLICY_IMAGES)
-
-    def run(x, start, sigma, kappa):
-        config = RefineConfig(noise_kappa=kappa)
-        return refine(x, ratio, hamiltonian, init=start, config=config, noise=sigma).sr
-
-    return refine_policy(start_fn, run, lr, ratio)
-
-
 def git_commit() -> str | None:
     """The commit of the running code (None outside a git checkout): provenance of models."""
     import subprocess
@@ -580,6 +499,9 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     saved = export_saved_model(result.sr_model, model_dir, version=config.version, overwrite=True)
     # Add this model to the multi-model server config; other entries stay as written.
     merge_models_config(model_dir.parent, [model_dir.name])
+    from magsr_tf.inference.noise_level import write_calibration
+    from magsr_tf.jobs.calibrate import calibrate_noise_level
+
     calibration = calibrate_noise_level(result.sr_model, path, config.ratio, n_train)
     write_calibration(model_dir, calibration)
 

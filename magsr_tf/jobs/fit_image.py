@@ -27,6 +27,7 @@ bicubic baseline (DESIGN.md, "Experiments": the fair real-image check).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,12 +78,18 @@ class FitImageConfig:
             ``box[:WIDTH]``, ``psf:FILE.npy``, see :mod:`magsr_tf.ops.degradation`;
             ``gaussian:auto`` estimates sigma from the LR image). Used by
             ``degrade`` and by the prior; the network keeps the sigma = 1 Gaussian.
-        prior: ``"none"``, or the physics prior of the reconstruction
+        prior: ``"auto"`` (the default: the best measured method, chosen from the
+            LR image alone, :mod:`magsr_tf.jobs.method_choice`), ``"none"`` (the
+            network alone), or the physics prior of the reconstruction
             (``"exchange"``, ``"anisotropy"``; :mod:`magsr_tf.priors.image_prior`).
         anisotropy: K / J of the prior; None: chosen from the LR image.
         network: train the patch network. With a prior as well, the network's
             SR is the prior's starting point; without, the prior starts from
-            aligned bicubic and no model is written.
+            aligned bicubic and no model is written. None: only for
+            ``prior="none"`` (``auto`` measured no gain from it).
+        noise: the LR noise sigma (of the [-1, 1] range); None: estimated from
+            the LR image (:func:`magsr_tf.jobs.method_choice.noise_level`). It
+            sets the prior's LR data weight (a likelihood weight).
         unresolved: with a prior, what an LR image whose domains the LR grid
             does not resolve gets: ``"interpolate"`` (the aligned bicubic
             up-sampling, in place of the prior's map) or ``"prior"`` (the
@@ -109,23 +116,29 @@ class FitImageConfig:
     augment: bool = True
     overwrite: bool = False
     degradation: str = "gaussian:1"
-    prior: str = "none"
+    prior: str = "auto"
     anisotropy: float | None = None
-    network: bool = True
+    network: bool | None = None
     unresolved: str = "interpolate"
+    noise: float | None = None
 
     def __post_init__(self):
         from magsr_tf.ops.degradation import parse_degradation
         from magsr_tf.priors.image_prior import PRIORS, PriorConfig
 
         object.__setattr__(self, "images", tuple(Path(p) for p in self.images))
-        if self.prior not in ("none", *PRIORS):
+        if self.prior not in ("auto", "none", *PRIORS):
             raise MagsrError(
-                f"prior must be one of {('none', *PRIORS)}. Received: prior={self.prior!r}"
+                f"prior must be one of {('auto', 'none', *PRIORS)}. Received: prior={self.prior!r}"
             )
+        if self.network is None:
+            object.__setattr__(self, "network", self.prior == "none")
+        if self.noise is not None and not (math.isfinite(self.noise) and self.noise >= 0):
+            raise MagsrError(f"noise must be >= 0 or auto. Received: noise={self.noise}")
         if self.prior != "none":
             # checks the anisotropy and the unresolved policy
-            PriorConfig(self.prior, self.anisotropy, unresolved=self.unresolved)
+            kind = "anisotropy" if self.prior == "auto" else self.prior
+            PriorConfig(kind, self.anisotropy, unresolved=self.unresolved)
         if not self.network and self.prior == "none":
             raise MagsrError("without the network (--no-network) give a --prior")
         if self.auto_sigma:
@@ -319,9 +332,9 @@ def fit_image(
         The SR map and the written files (see :class:`FitImageResult`).
     """
     from magsr_tf.inference.export import export_saved_model
+    from magsr_tf.jobs.method_choice import interpolate, prior_step
     from magsr_tf.ops.degradation import estimate_sigma, parse_degradation
     from magsr_tf.ops.interpolation import upsample
-    from magsr_tf.priors.image_prior import PriorConfig, reconstruct
 
     model_dir = config.model_dir
     keras_path = model_dir / "model.keras"
@@ -367,31 +380,24 @@ def fit_image(
         )
     prior_info = {}
     if config.prior != "none":
-        result = reconstruct(
+        name, image, prior_info = prior_step(
             lr,
             config.ratio,
             degradation,
-            PriorConfig(config.prior, config.anisotropy, unresolved=config.unresolved),
+            config.prior,
+            config.anisotropy,
+            config.unresolved,
             init=sr_net,
+            noise=config.noise,
             callback=progress,
         )
-        maps["network+prior" if config.network else "prior"] = result.image
-        prior_info = {
-            "prior": config.prior,
-            "anisotropy": result.anisotropy,
-            "choice": result.choice,
-            "iterations": result.iterations,
-            "seconds": result.seconds,
-            "lr_rms": result.lr_rms,
-            "lr_sign_changes": result.sign_changes,
-            "method": result.method,
-            "start": "network" if config.network else "bicubic",
-        }
+        maps[name] = image
     sr = list(maps.values())[-1]
     baselines = {
         method: upsample(lr, config.ratio, method, aligned=True, padding=config.padding)
         for method in ("gaussian", "bicubic")
     }
+    baselines["lanczos"] = interpolate(lr, config.ratio, "lanczos")
 
     out = model_dir / "fit_image"
     files["sr_npy"] = write_npy(out / "sr.npy", sr)
@@ -403,14 +409,17 @@ def fit_image(
         files[f"{method}_png"] = write_png(out / f"{method}.png", np.clip(hr, -1, 1))
     for name, image in maps.items():
         if name != "sr":
-            files[f"{name.replace('+', '_')}_png"] = write_png(
-                out / f"{name.replace('+', '_')}.png", np.clip(image, -1, 1)
-            )
-    labels = {"sr": "SR network", "prior": f"{config.prior} prior"}
-    labels["network+prior"] = f"network + {config.prior} prior"
-    if prior_info.get("method") == "bicubic":
+            stem = name.replace("+", "_").replace(" (", "_").replace(")", "")
+            files[f"{stem}_png"] = write_png(out / f"{stem}.png", np.clip(image, -1, 1))
+    kind = "anisotropy" if config.prior == "auto" else config.prior
+    labels = {"sr": "SR network", "prior": f"{kind} prior"}
+    labels["network+prior"] = f"network + {kind} prior"
+    if prior_info.get("method") == "bicubic" and config.prior != "auto":
         # The LR image did not resolve the domains: the "prior" map is the bicubic one.
         labels["prior"] = labels["network+prior"] = "unresolved: bicubic"
+    for name in ("prior", "network+prior", "lanczos", "bicubic"):
+        labels[f"auto ({name})"] = f"default: {labels.get(name, name)}"
+        labels[f"auto ({name}+lanczos)"] = f"default: mean of {labels.get(name)} and Lanczos-3"
     panels = {
         f"Gaussian x{config.ratio}": baselines["gaussian"],
         f"bicubic x{config.ratio}": baselines["bicubic"],
@@ -434,6 +443,8 @@ def fit_image(
         "residual": config.use_residual,
         "degradation": degradation.to_config(),
         "prior": prior_info,
+        "method": {"sr": list(maps)[-1], **prior_info.get("default", {})},
+        "noise": prior_info.get("noise"),
         "lr_shape": list(lr.shape),
         **pixel,
         "sr_shape": list(sr.shape),

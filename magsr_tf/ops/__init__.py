@@ -18,6 +18,8 @@ _EXPORTS = {
     "gaussian_kernel_1d": "magsr_tf.ops.kernels",
     "gaussian_matrix": "magsr_tf.ops.kernels",
     "kernel": "magsr_tf.ops.interpolation",
+    "lanczos": "magsr_tf.ops.lanczos",
+    "lanczos_matrix": "magsr_tf.ops.lanczos",
     "operator_1d": "magsr_tf.ops.degradation",
     "parse_degradation": "magsr_tf.ops.degradation",
     "shorten": "magsr_tf.ops.noise",
