@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -281,15 +281,27 @@ def test_workers_give_the_same_configurations():
 
 
 TYPE_I_DIGESTS = {
-    ("numba", "interfacial"): "3b81401f933ecb2b43d72f4332184265284a79f7e97bb526963337db0236a5f8",
-    ("numba", "bulk"): "df2446f462429da3e2ad9a6fb3ac6e046745bf3796b91b91ea7718f8fec0e27c",
-    ("numpy", "interfacial"): "5811b120831258446fc3bac6930d8814156ce69c08d823d1466b8a589d68dd48",
-    ("numpy", "bulk"): "b510e4e1aa5133aa8c09ae41036f98b0bd4109f03dcc9dafb7aaaaba7bac6c92",
+    ("numba", "interfacial"): "e6088b10cd93f97580bda9e782c5fb92ca28df71eed11443510a2a07b640773d",
+    ("numba", "bulk"): "3ca59229e7ff980c7b2e6fa8fb27600a586fd4fe1ea0e6aca3a9ebafe0c63362",
+    ("numpy", "interfacial"): "d4169f4e4d5c83ab30fea5830b75996aa2ce1aeae490c3c3644ed28aeca25c2d",
+    ("numpy", "bulk"): "c46bae962080e4dc575fc017a5ae30f072574b4894d4c108945de75d72490636",
 }
-"""sha256 of the float32 bytes of one Type I anneal (L = 32, seed [2023, 0], 100 steps), computed
-with the code of commit 0e58ee7 (before the Type II speedup of issue 25). With the live-dipole
-branch added to the shared `numba_kernels._nn_field` both numba digests change (checked; at
-L = 16 and 50 steps only the bulk one did)."""
+"""sha256 of the float32 bytes of one Type I anneal (L = 32, seed [2023, 0], 100 steps), with
+numba compiling for the baseline x86-64 target (``NUMBA_CPU_NAME=generic``, so the digest does not
+depend on the CPU's instruction set: with the host target FMA and vector widths change the
+fastmath code's bits between machines of the same kind). Computed with numba 0.68.1 and NumPy
+2.4.6 from the code of commit 0e58ee7 (before the Type II speedup of issue 25) and checked equal
+for the current code."""
+DIGEST_TOOLCHAIN = ("0.68.1", "2.4.6")
+DIGEST_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from magsr_tf.physics.anneal import Schedule, anneal
+from magsr_tf.physics.hamiltonian import TypeI
+spins = anneal(TypeI(dmi=sys.argv[2]), [np.random.default_rng([2023, 0])], lattice=32,
+               schedule=Schedule(1.5, 0.02, 100), backend=sys.argv[1])
+print(hashlib.sha256(np.ascontiguousarray(spins, dtype=np.float32).tobytes()).hexdigest())
+"""
 
 
 @pytest.mark.parametrize("backend, dmi", sorted(TYPE_I_DIGESTS))
@@ -298,15 +310,28 @@ def test_type_i_bits_are_pinned(backend, dmi):
 
     A change to the Type I kernels' source, even a branch that Type I never takes (the numba
     kernels are inlined and compiled with fastmath), can change the machine code and hence the
-    chaotic anneal's bits: such a change must fail here, not silently. The digests hold for this
-    numba/LLVM version and CPU family; a new toolchain may legitimately change them (then
-    recompute them deliberately, and say so with the data).
+    chaotic anneal's bits: such a change must fail here, not silently. The run is a subprocess
+    on numba's generic CPU target (numba reads it at import). The digests hold for the numba and
+    NumPy versions of DIGEST_TOOLCHAIN; another toolchain may legitimately change them, so the
+    test skips there (recompute them deliberately, and say so with the data).
     """
-    schedule = Schedule(1.5, 0.02, 100)
-    rngs = [np.random.default_rng([2023, 0])]
-    spins = anneal(TypeI(dmi=dmi), rngs, lattice=32, schedule=schedule, backend=backend)
-    digest = hashlib.sha256(np.ascontiguousarray(spins, dtype=np.float32).tobytes()).hexdigest()
-    assert digest == TYPE_I_DIGESTS[backend, dmi]
+    import subprocess
+    import sys
+
+    import numba
+
+    if (numba.__version__, np.__version__) != DIGEST_TOOLCHAIN:
+        pytest.skip(f"digests pinned for numba/NumPy {DIGEST_TOOLCHAIN}")
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
+    proc = subprocess.run(
+        [sys.executable, "-c", DIGEST_SCRIPT, backend, dmi],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=True,
+    )
+    assert proc.stdout.strip() == TYPE_I_DIGESTS[backend, dmi]
 
 
 def test_relax_reaches_torque_bound():
