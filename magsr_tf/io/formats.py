@@ -385,7 +385,12 @@ def write_tiff(
     metadata = {"axes": "YX" if spins.shape[-1] == 1 else "CYX"}
     kwargs = {}
     if pixel_size:
-        metadata["unit"] = _IMAGEJ_UNITS.get(unit, unit or "pixel")
+        unit = canonical_unit(unit)
+        label = _IMAGEJ_UNITS.get(unit, unit or "pixel")
+        # ImageJ's description is ASCII: a unit it cannot hold is written in metres.
+        if not label.isascii():
+            raise MagsrError(f"{path}: the pixel unit {unit!r} cannot be written to a TIFF")
+        metadata["unit"] = label
         kwargs["resolution"] = (1.0 / pixel_size, 1.0 / pixel_size)
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **kwargs)
