@@ -136,20 +136,16 @@ def test_training_noise_is_deterministic_and_short():
     assert 0 < changed.sum() < 16  # some images stay clean, most do not
 
 
+def refine_cli(tmp_path, *options):
+    """``magsr-tf refine tmp_path/lr.npy`` (x4, Type I) into ``tmp_path/out`` with ``options``."""
+    lr = tmp_path / "lr.npy"
+    out = tmp_path / "out"
+    return run_cli("refine", lr, "--ratio", "4", "--hamiltonian", "typeI", *options, "--out", out)
+
+
 def test_cli_noise_option_errors(tmp_path):
     np.save(tmp_path / "lr.npy", unit_maps((8, 8, 3), NOISE_SEED))
-    result = run_cli(
-        "refine",
-        tmp_path / "lr.npy",
-        "--ratio",
-        "4",
-        "--hamiltonian",
-        "typeI",
-        "--noise",
-        "loud",
-        "--out",
-        tmp_path / "out",
-    )
+    result = refine_cli(tmp_path, "--noise", "loud")
     assert_one_line_error(result, "--noise must be 'auto' or a number")
     assert not (tmp_path / "out").exists()
 
@@ -159,20 +155,7 @@ def test_refine_records_the_noise_level(tmp_path, given):
     pytest.importorskip("tensorflow")
     lr = add_noise(smooth_maps(1, 8, NOISE_SEED), 0.05, np.random.default_rng(1))
     np.save(tmp_path / "lr.npy", lr)
-    result = run_cli(
-        "refine",
-        tmp_path / "lr.npy",
-        "--ratio",
-        "4",
-        "--hamiltonian",
-        "typeI",
-        "--steps",
-        "10",
-        "--noise",
-        given,
-        "--out",
-        tmp_path / "out",
-    )
+    result = refine_cli(tmp_path, "--steps", "10", "--noise", given)
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "out" / "lr_refine.json").read_text())
     noise = record["noise"]

@@ -41,6 +41,7 @@ _EXPORTS = {
     "publish": "magsr_tf.data.resume",
     "random_patches": "magsr_tf.data.patches",
     "read_parameters": "magsr_tf.data.format",
+    "read_rows": "magsr_tf.data.format",
     "rotate_spins": "magsr_tf.data.pipeline",
     "stream_rows": "magsr_tf.data.cluster",
     "task_token": "magsr_tf.data.cluster",

@@ -297,6 +297,12 @@ def _describe(f: h5py.File, path: Path) -> DatasetInfo:
     )
 
 
+def read_rows(path: Path | str, key: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of dataset ``key`` (``"hr"``, ``"lr/x8"``) as float32, one call."""
+    with h5py.File(path, "r") as f:
+        return np.asarray(f[key][start:stop], dtype=np.float32)
+
+
 def check_ratio(info: DatasetInfo, ratio: int) -> None:
     """Raise :class:`MagsrError` unless ``lr/x{ratio}`` exists with shape [n, L/r, L/r, C]."""
     if ratio not in info.ratios:

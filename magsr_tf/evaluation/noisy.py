@@ -25,7 +25,7 @@ import numpy as np
 from magsr_tf.evaluation.metrics import per_image, summarize
 from magsr_tf.inference.apply import apply_model
 from magsr_tf.inference.noise_level import estimate_noise
-from magsr_tf.inference.noise_switch import NoiseAwareSR, policy_kappa
+from magsr_tf.inference.noise_switch import NoiseAwareSR
 from magsr_tf.ops.interpolation import upsample
 from magsr_tf.ops.noise import add_noise
 from magsr_tf.ops.spins import unit_normalize
@@ -85,8 +85,9 @@ def score_noisy(
             from magsr_tf.priors.refine import RefineConfig, refine
 
             config = RefineConfig(steps=refine_steps)
-            policy = (getattr(sr_model, "calibration", None) or {}).get("refine_policy")
-            kappa = policy_kappa(policy, est.sigma, config.noise_kappa) if policy else None
+            kappa = None
+            if isinstance(sr_model, NoiseAwareSR):
+                kappa = sr_model.refine_kappa(est.sigma, config.noise_kappa)
             maps["sr_refine"] = refine(
                 x, ratio, hamiltonian, init=sr, config=config, noise=est.sigma, kappa=kappa
             ).sr

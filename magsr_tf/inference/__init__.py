@@ -43,6 +43,7 @@ _EXPORTS = {
     "sr_memory": "magsr_tf.inference.tiling",
     "super_resolve": "magsr_tf.inference.apply",
     "switch_level": "magsr_tf.inference.noise_switch",
+    "switch_sigma": "magsr_tf.inference.noise_switch",
     "tiled_apply": "magsr_tf.inference.tiling",
     "validate_rdf": "magsr_tf.inference.bioimageio",
     "write_calibration": "magsr_tf.inference.noise_level",

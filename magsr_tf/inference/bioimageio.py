@@ -65,6 +65,11 @@ PAPER_AUTHORS = (
 CHANNELS = {1: ["mz"], 3: ["mx", "my", "mz"]}
 
 
+def _file_entry(path: Path) -> dict:
+    """An RDF file reference: the name inside the package and its sha256."""
+    return {"source": path.name, "sha256": _sha256(path)}
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -237,14 +242,8 @@ def _rdf(name: str, info: dict, files: dict[str, Path], value_range, tf_version:
                 "id": "lr",
                 "description": "LR picture of the spin texture (raw values)",
                 "axes": [{"type": "batch"}, *space, channel],
-                "test_tensor": {
-                    "source": files["test_input"].name,
-                    "sha256": _sha256(files["test_input"]),
-                },
-                "sample_tensor": {
-                    "source": files["sample_input"].name,
-                    "sha256": _sha256(files["sample_input"]),
-                },
+                "test_tensor": _file_entry(files["test_input"]),
+                "sample_tensor": _file_entry(files["sample_input"]),
                 "data": {"type": "float32"},
                 "preprocessing": _preprocessing(value_range),
             }
@@ -254,21 +253,14 @@ def _rdf(name: str, info: dict, files: dict[str, Path], value_range, tf_version:
                 "id": "sr",
                 "description": f"SR spin map, {ratio} x the input along y and x, in [-1, 1]",
                 "axes": [{"type": "batch"}, *out_space, channel],
-                "test_tensor": {
-                    "source": files["test_output"].name,
-                    "sha256": _sha256(files["test_output"]),
-                },
-                "sample_tensor": {
-                    "source": files["sample_output"].name,
-                    "sha256": _sha256(files["sample_output"]),
-                },
+                "test_tensor": _file_entry(files["test_output"]),
+                "sample_tensor": _file_entry(files["sample_output"]),
                 "data": {"type": "float32", "range": [-1.0, 1.0]},
             }
         ],
         "weights": {
             "tensorflow_saved_model_bundle": {
-                "source": files["weights"].name,
-                "sha256": _sha256(files["weights"]),
+                **_file_entry(files["weights"]),
                 "tensorflow_version": tf_version,
             }
         },

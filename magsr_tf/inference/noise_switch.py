@@ -67,19 +67,23 @@ def switch_level(
         for fn, errors in ((clean_fn, clean_err), (noisy_fn, noisy_err)):
             down = downsample(np.asarray(fn(x)), ratio, padding)
             errors.append(float(np.mean((down - lr_clean) ** 2)))
-    better = [s for s, c, n in zip(sigmas, clean_err, noisy_err, strict=True) if n < c]
-    # Switch at the first level from which the companion stays better.
-    switch = float(sigmas[-1])
+    # Switch at the first level from which the companion stays better (None: never).
+    switch = None
     for i, sigma in enumerate(sigmas):
         if all(noisy_err[j] < clean_err[j] for j in range(i, len(sigmas))):
             switch = float(sigma)
             break
     return {
-        "switch_sigma": switch if better else None,
+        "switch_sigma": switch,
         "sigma": [float(s) for s in sigmas],
         "clean_lr_error": clean_err,
         "noisy_lr_error": noisy_err,
     }
+
+
+def switch_sigma(calibration: dict | None) -> float | None:
+    """The noise level from which a calibration hands maps to the companion (None: never)."""
+    return ((calibration or {}).get("switch") or {}).get("switch_sigma")
 
 
 class NoiseAwareSR:
@@ -104,9 +108,12 @@ class NoiseAwareSR:
 
     @property
     def switch_sigma(self) -> float | None:
-        if self.noisy is None or self.calibration is None:
-            return None
-        return self.calibration.get("switch", {}).get("switch_sigma")
+        return None if self.noisy is None else switch_sigma(self.calibration)
+
+    def refine_kappa(self, sigma, default: float):
+        """kappa per map from the model's measured refine policy (None: no policy)."""
+        policy = (self.calibration or {}).get("refine_policy")
+        return policy_kappa(policy, sigma, default) if policy else None
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         sr = np.asarray(self.clean(lr), dtype=np.float32)

@@ -50,6 +50,7 @@ _EXPORTS = {
     "score_against_truth": "magsr_tf.jobs.fit_image",
     "score_test_split": "magsr_tf.jobs.fit",
     "tflite_path": "magsr_tf.jobs.reproduce",
+    "training_lr": "magsr_tf.jobs.calibrate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from magsr_tf.data.format import read_rows
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.noise_level import write_calibration
 
@@ -20,25 +21,30 @@ from magsr_tf.inference.noise_level import write_calibration
 NO_NOISY_REFINE_RATIO = 16
 
 
-def _read_rows(path: Path, key: str, start: int, stop: int) -> np.ndarray:
-    import h5py
+def training_lr(path: Path, ratio: int, n_train: int) -> np.ndarray:
+    """The first :data:`~magsr_tf.inference.noise_level.CALIBRATION_IMAGES` training LR images."""
+    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES
 
-    with h5py.File(path, "r") as f:
-        return np.asarray(f[key][start:stop], dtype=np.float32)
+    return read_rows(path, f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
 
 
-def calibrate_noise_level(sr_model, path: Path, ratio: int, n_train: int) -> dict:
-    """The model's LR residual against the noise level, on its own *training* images.
+def _apply(sr_model):
+    from magsr_tf.inference.apply import apply_model
+
+    return lambda x: apply_model(sr_model, x, batch_size=16)
+
+
+def calibrate_noise_level(sr_model, lr: np.ndarray) -> dict:
+    """The model's LR residual against the noise level on training LR images ``lr``.
 
     Written to ``noise_calibration.json``: ``predict`` and ``refine`` invert it
     to estimate the noise of a user's map (:mod:`magsr_tf.inference.noise_level`).
     """
-    from magsr_tf.inference.apply import apply_model, model_padding
-    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES, calibrate
+    from magsr_tf.inference.apply import model_padding
+    from magsr_tf.inference.noise_level import calibrate
+    from magsr_tf.nn.model import model_ratio
 
-    lr = _read_rows(path, f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
-    padding = model_padding(sr_model)
-    return calibrate(lambda x: apply_model(sr_model, x, batch_size=16), lr, ratio, padding)
+    return calibrate(_apply(sr_model), lr, model_ratio(sr_model), model_padding(sr_model))
 
 
 def calibrate_model(model: str | Path, data: str | Path) -> Path:
@@ -53,8 +59,7 @@ def calibrate_model(model: str | Path, data: str | Path) -> Path:
         The written file.
     """
     from magsr_tf.data.format import check_ratio, open_info
-    from magsr_tf.inference.apply import apply_model, model_padding
-    from magsr_tf.inference.noise_level import CALIBRATION_IMAGES
+    from magsr_tf.inference.apply import model_padding
     from magsr_tf.inference.noise_switch import companion_dir, load_noise_aware, switch_level
     from magsr_tf.nn.model import load_sr_model, model_ratio
 
@@ -68,34 +73,31 @@ def calibrate_model(model: str | Path, data: str | Path) -> Path:
     n_train = info.n - info.n_test
     if n_train < 1:
         raise MagsrError(f"{data} has no training rows to calibrate with")
-    calibration = calibrate_noise_level(sr_model, Path(data), ratio, n_train)
+    lr = training_lr(Path(data), ratio, n_train)
+    calibration = calibrate_noise_level(sr_model, lr)
     companion = companion_dir(folder)
     if companion is not None:
         noisy_model = load_sr_model(companion)
         if model_ratio(noisy_model) != ratio:
             raise MagsrError(f"{companion} is not a x{ratio} model")
-        lr = _read_rows(Path(data), f"lr/x{ratio}", 0, min(CALIBRATION_IMAGES, n_train))
         calibration["switch"] = switch_level(
-            lambda x: apply_model(sr_model, x, batch_size=16),
-            lambda x: apply_model(noisy_model, x, batch_size=16),
-            lr,
-            ratio,
-            model_padding(sr_model),
+            _apply(sr_model), _apply(noisy_model), lr, ratio, model_padding(sr_model)
         )
     ham_file = folder / "hamiltonian.json"
     if ham_file.is_file() and info.channels == 3:
         calibration["refine_policy"] = measure_refine_policy(
             load_noise_aware(folder, sr_model=sr_model, calibration=calibration),
-            Path(data),
+            lr,
             ratio,
             str(ham_file),
         )
     return write_calibration(folder, calibration)
 
 
-def measure_refine_policy(start_fn, path: Path, ratio: int, hamiltonian) -> dict:
-    """The model's refine policy on noisy copies of its training images (LR only)."""
-    from magsr_tf.inference.noise_switch import POLICY_IMAGES, refine_policy
+def measure_refine_policy(start_fn, lr: np.ndarray, ratio: int, hamiltonian) -> dict:
+    """The model's refine policy on noisy copies of the first
+    :data:`~magsr_tf.inference.noise_switch.POLICY_IMAGES` training LR images ``lr``."""
+    from magsr_tf.inference.noise_switch import POLICY_IMAGES, POLICY_SIGMAS, refine_policy
     from magsr_tf.priors.refine import RefineConfig, refine
 
     if ratio >= NO_NOISY_REFINE_RATIO:
@@ -104,11 +106,11 @@ def measure_refine_policy(start_fn, path: Path, ratio: int, hamiltonian) -> dict
         # on Type II x16 at sigma 0.02 / 0.1, refine 0.0021 / 0.0060 against the network's
         # 0.0012 / 0.0051 although the LR criterion preferred refining (docs/noise.md).
         return {
-            "sigma": [0.02, 0.05, 0.1],
-            "kappa": [None, None, None],
+            "sigma": list(POLICY_SIGMAS),
+            "kappa": [None] * len(POLICY_SIGMAS),
             "reason": f"x{ratio}: the network's SR is kept for noisy maps",
         }
-    lr = _read_rows(path, f"lr/x{ratio}", 0, POLICY_IMAGES)
+    lr = lr[:POLICY_IMAGES]
 
     def run(x, start, sigma, kappa):
         config = RefineConfig(noise_kappa=kappa)

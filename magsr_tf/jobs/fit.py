@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from magsr_tf import __version__
+from magsr_tf.data.format import read_rows
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.writers import atomic_path
 from magsr_tf.nn.model import ModelConfig
@@ -219,13 +220,6 @@ def ensure_dataset(config: FitConfig, progress: Progress | None = None) -> Path:
     return generate(gen, progress=gen_progress)
 
 
-def _read_rows(path: Path, key: str, start: int, stop: int) -> np.ndarray:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return np.asarray(f[key][start:stop], dtype=np.float32)
-
-
 def score_test_split(
     sr_model,
     path: Path,
@@ -254,10 +248,10 @@ def score_test_split(
 
     with h5py.File(path, "r") as f:
         n = f["hr"].shape[0]
-    hr = _read_rows(path, "hr", n - n_test, n)
+    hr = read_rows(path, "hr", n - n_test, n)
     if not np.isfinite(hr).all():
         raise MagsrError(f"{path}: the test split's ground truth 'hr' contains NaN or inf")
-    lr = _read_rows(path, f"lr/x{ratio}", n - n_test, n)
+    lr = read_rows(path, f"lr/x{ratio}", n - n_test, n)
     sr = apply_model(sr_model, lr, batch_size=batch)
     methods = {"sr_network": metrics.score(hr, sr)}
     unit_maps = {}
@@ -354,7 +348,11 @@ def _comparable(train_config: dict) -> dict:
     # The number of epochs may grow: a rerun with more epochs continues the same run.
     ignored = ("out_dir", "magsr_tf_version", "epochs")
     # Options added later: a folder written before them holds a run with their defaults.
-    later = {"noise": 0.0, "noise_clean_fraction": 0.2, "init_weights": None}
+    later = {
+        f.name: f.default
+        for f in fields(TrainConfig)
+        if f.name in ("noise", "noise_clean_fraction", "init_weights")
+    }
     keep = {**later, **{k: v for k, v in train_config.items() if k not in ignored}}
     return json.loads(json.dumps(to_jsonable(keep)))
 
@@ -483,8 +481,8 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     if n_val and info.n_test:
         start = info.n - info.n_test
         val = (
-            _read_rows(path, f"lr/x{config.ratio}", start, start + n_val),
-            _read_rows(path, "hr", start, start + n_val),
+            read_rows(path, f"lr/x{config.ratio}", start, start + n_val),
+            read_rows(path, "hr", start, start + n_val),
         )
     if progress is not None:
         progress({"kind": "train_start", "n_train": n_train, "config": train_config.to_dict()})
@@ -500,10 +498,10 @@ def fit(config: FitConfig, progress: Progress | None = None) -> dict:
     # Add this model to the multi-model server config; other entries stay as written.
     merge_models_config(model_dir.parent, [model_dir.name])
     from magsr_tf.inference.noise_level import write_calibration
-    from magsr_tf.jobs.calibrate import calibrate_noise_level
+    from magsr_tf.jobs.calibrate import calibrate_noise_level, training_lr
 
-    calibration = calibrate_noise_level(result.sr_model, path, config.ratio, n_train)
-    write_calibration(model_dir, calibration)
+    lr_calibration = training_lr(path, config.ratio, n_train)
+    write_calibration(model_dir, calibrate_noise_level(result.sr_model, lr_calibration))
 
     summary = {
         "name": config.name,

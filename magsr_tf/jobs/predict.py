@@ -31,7 +31,7 @@ import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
-from magsr_tf.inference.noise_switch import companion_dir
+from magsr_tf.inference.noise_switch import companion_dir, switch_sigma
 from magsr_tf.inference.predictor import LocalPredictor, probe_ratio, run_predictor
 from magsr_tf.inference.tiling import NpyBands, sr_memory
 from magsr_tf.io.inputs import (
@@ -310,8 +310,7 @@ def predict(
             maps = _MapsOf(out, lr.shape[0])
             found["noise"] = predict_noise(lr, maps, ratio, padding, config, calibration)
             # Noisy maps go again through the noise-robust companion (inference/noise_switch).
-            switch = None if companion is None else calibration.get("switch", {})
-            level = None if not switch else switch.get("switch_sigma")
+            level = None if companion is None else switch_sigma(calibration)
             found["companion"] = np.zeros(len(lr), bool)
             if level is not None:
                 found["companion"] = found["noise"].sigma >= level

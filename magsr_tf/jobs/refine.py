@@ -15,7 +15,7 @@ import numpy as np
 from magsr_tf.errors import MagsrError
 from magsr_tf.inference.apply import apply_model
 from magsr_tf.inference.noise_level import NoiseEstimate, estimate_noise, read_calibration
-from magsr_tf.inference.noise_switch import NoiseAwareSR, load_noise_aware, policy_kappa
+from magsr_tf.inference.noise_switch import NoiseAwareSR, load_noise_aware
 from magsr_tf.io.inputs import check_memory, load_inputs, memory_limit
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
@@ -197,11 +197,9 @@ def noise_estimate(lr, ratio: int, start, init_fn, given, probe=None) -> NoiseEs
 
 def model_kappa(init_fn, noise: NoiseEstimate, config: RefineConfig):
     """kappa per map from the init model's measured refine policy (None: the config's)."""
-    calibration = getattr(init_fn, "calibration", None) or {}
-    policy = calibration.get("refine_policy")
-    if not policy:
+    if not isinstance(init_fn, NoiseAwareSR):
         return None
-    return policy_kappa(policy, noise.sigma, config.noise_kappa)
+    return init_fn.refine_kappa(noise.sigma, config.noise_kappa)
 
 
 def record(

@@ -27,14 +27,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from magsr_tf.errors import MagsrError
 from magsr_tf.io.inputs import check_lr_values
 from magsr_tf.nn.energy import SpinEnergy
-from magsr_tf.ops.downsample import downsample
 from magsr_tf.ops.kernels import RATIOS
 from magsr_tf.ops.noise import CLEAN_SIGMA
 from magsr_tf.physics.hamiltonian_io import hamiltonian_to_json, resolve_hamiltonian
@@ -361,29 +360,22 @@ def refine(
                 )
 
         part = slice(start, start + len(batch))
-        sr, e, misfit = _refine_batch(
-            batch,
-            x0,
-            ratio,
-            energy,
-            config,
-            on_record,
-            sigma[part],
-            None if kappa is None else kappa[part],
-        )
         kept = keep[part]
-        if kept.any():  # the policy keeps these starting maps: report them as they are
-            sr, e, misfit = sr.copy(), e.copy(), misfit.copy()
-            sr[kept] = x0[kept] / np.linalg.norm(x0[kept], axis=-1, keepdims=True)
-            e[kept] = np.asarray(energy(sr[kept]), dtype=np.float64)
-            misfit[kept] = [
-                float(
-                    np.mean(
-                        (downsample(m[None], ratio, config.padding, config.degradation)[0] - b) ** 2
-                    )
+        sr = np.empty(x0.shape, np.float32)
+        e, misfit = np.empty(len(batch)), np.empty(len(batch))
+        # Maps the policy keeps take no steps: their start, its energy and misfit as they are.
+        for mask, run_config in ((~kept, config), (kept, replace(config, steps=0))):
+            if mask.any():
+                sr[mask], e[mask], misfit[mask] = _refine_batch(
+                    batch[mask],
+                    x0[mask],
+                    ratio,
+                    energy,
+                    run_config,
+                    on_record,
+                    sigma[part][mask],
+                    None if kappa is None else kappa[part][mask],
                 )
-                for m, b in zip(sr[kept], batch[kept], strict=True)
-            ]
         if not (np.isfinite(sr).all() and np.isfinite(e).all()):
             raise MagsrError("refinement diverged (non-finite spins); lower --lr")
         out_sr.append(sr)
