@@ -60,6 +60,16 @@ Noise = Annotated[
 ]
 
 # Single-image fits (`fit-image`, `bench real`).
+# Border of the input: a whole periodic lattice or a window of a larger texture.
+Boundary = Annotated[
+    str,
+    typer.Option(
+        "--boundary",
+        help="periodic (a whole simulated lattice) or open (a window of a larger film: "
+        "extended by a continuation of its texture; docs/windows.md). Default: open for "
+        "pictures and microscope files, periodic for .npy and .h5.",
+    ),
+]
 Patches = Annotated[int, typer.Option("--patches", help="Number of random LR patches.")]
 PatchEpochs = Annotated[int, typer.Option("--epochs", help="Epochs over the patches.")]
 Unresolved = Annotated[

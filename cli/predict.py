@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from magsr_tf_cli.options import (
+    Boundary,
     InferenceBatchSize,
     Noise,
     OutFolder,
@@ -48,6 +49,7 @@ def predict(
         "MemAvailable); larger work is refused before it starts.",
     ),
     noise: Noise = "auto",
+    boundary: Boundary = None,
 ) -> None:
     """Super-resolve LR maps with an exported model; writes NAME_sr.npy, NAME_sr.png and
     NAME_predict.json (with the estimated LR noise level)."""
@@ -68,6 +70,7 @@ def predict(
         overwrite=overwrite,
         max_memory=max_memory,
         noise=parse_noise(noise),
+        boundary=boundary,
     )
     console = output_console(markup=False, highlight=False)
     for result in run(config):

@@ -55,15 +55,24 @@ class NoiseEstimate:
         }
 
 
-def lr_residual(lr: np.ndarray, sr: np.ndarray, ratio: int, padding: str = "periodic"):
-    """Per-image RMS over pixels and components of ``LR - Down(SR)``: ``[n]`` float64."""
+def lr_residual(
+    lr: np.ndarray, sr: np.ndarray, ratio: int, padding: str = "periodic", rim: int = 0
+):
+    """Per-image RMS over pixels and components of ``LR - Down(SR)``: ``[n]`` float64.
+
+    ``rim`` LR pixels at each edge are left out (an open window: the downsizing
+    of its border pixels reaches beyond the SR).
+    """
     lr = np.asarray(lr, dtype=np.float32)
     if lr.ndim == 3:
         lr, sr = lr[None], np.asarray(sr)[None]
     out = np.empty(len(lr))
     for i in range(len(lr)):  # one map at a time: SR batches can be large (memory-mapped)
         down = downsample(np.asarray(sr[i], dtype=np.float32)[None], ratio, padding)
-        out[i] = float(np.sqrt(np.mean((lr[i] - down[0]) ** 2, dtype=np.float64)))
+        diff = lr[i] - down[0]
+        if rim:
+            diff = diff[rim:-rim, rim:-rim]
+        out[i] = float(np.sqrt(np.mean(diff**2, dtype=np.float64)))
     return out
 
 
@@ -157,8 +166,12 @@ def estimate_noise(
     sr: np.ndarray | None = None,
     calibration: dict | None = None,
     padding: str = "periodic",
+    rim: int = 0,
 ) -> NoiseEstimate:
     """Per-image noise level of LR maps ``[n, h, w, C]`` from the maps alone.
+
+    ``rim``: LR pixels at each edge left out of the network residual (1 for an
+    open window, whose border the downsizing of the SR cannot reproduce).
 
     With a network's SR of them and that network's calibration, the inverted
     LR residual ("network residual"); otherwise the power-spectrum floor
@@ -168,7 +181,7 @@ def estimate_noise(
     if lr.ndim == 3:
         lr = lr[None]
     if sr is not None and calibration is not None:
-        residual = lr_residual(lr, sr, ratio, padding)
+        residual = lr_residual(lr, sr, ratio, padding, rim)
         return NoiseEstimate(sigma_from_residual(residual, calibration), "network residual")
     return NoiseEstimate(spectral_noise(lr), "spectral floor")
 

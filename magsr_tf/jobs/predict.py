@@ -44,6 +44,7 @@ from magsr_tf.io.inputs import (
 )
 from magsr_tf.io.pictures import is_image_path, write_png
 from magsr_tf.io.writers import TEMP_PREFIX, apply_umask, write_json
+from magsr_tf.ops.windows import OpenBoundary, check_boundary, check_window, default_boundary
 
 TEMP_TAG = "magsr-predict-"
 """Temporaries of predict are ``.tmp-magsr-predict-PID-NAME-TOKEN.SUFFIX``."""
@@ -76,6 +77,10 @@ class PredictConfig:
         noise: the inputs' noise level per component, recorded as given; None
             estimates it from each map and the model's LR residual
             (:mod:`magsr_tf.inference.noise_level`). Written to ``NAME_predict.json``.
+        boundary: "periodic" (a whole simulated lattice) or "open" (a window of a
+            larger texture: the map is extended by a continuation of its texture
+            before the network sees it, :mod:`magsr_tf.ops.windows`); None: open
+            for pictures and microscope files, periodic for ``.npy`` and ``.h5``.
     """
 
     model: str
@@ -90,9 +95,11 @@ class PredictConfig:
     overwrite: bool = False
     max_memory: str | None = None
     noise: float | None = None
+    boundary: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
+        check_boundary(self.boundary)
         if self.noise is not None and not 0 <= self.noise <= 1:
             raise MagsrError(f"noise must be in [0, 1]. Received: noise={self.noise}")
         if not self.inputs:
@@ -274,6 +281,10 @@ def predict(
             if shape is not None:
                 _check_fits(shape, hint, config, limit, spec)
     batches = load_inputs(config.inputs, value_range=config.value_range, limit=limit)
+    boundaries = [config.boundary or default_boundary(batch.source) for batch in batches]
+    for batch, boundary in zip(batches, boundaries, strict=True):
+        if boundary == "open":  # before any model is loaded or file written
+            check_window(batch.lr.shape, batch.source)
     plans = _plan(batches, out_dir, config.overwrite)
     if hint is not None:
         for batch in batches:
@@ -294,28 +305,37 @@ def predict(
                 f"{channels}. Received: shape={batch.lr.shape}"
             )
     results = []
-    for batch, targets in zip(batches, plans, strict=True):
+    for batch, targets, boundary in zip(batches, plans, boundaries, strict=True):
         ratio = predictor.ratio or probe_ratio(predictor, batch.lr)
         _check_fits(batch.lr.shape, ratio, config, limit, batch.source)
         padding = config.padding or predictor.padding
         if padding is None:
             padding = "reflect" if is_image_path(batch.source.split(", ")[0]) else "periodic"
+        clean_fn, noisy_fn_now = predictor, companion
+        if boundary == "open":
+            # Tiles end at the map's border, where the wrapper extends them (ops/windows).
+            padding = "reflect"
+            clean_fn = OpenBoundary(predictor, ratio)
+            noisy_fn_now = None if companion is None else OpenBoundary(companion, ratio)
+        fns = (clean_fn, noisy_fn_now)
         n, h, w, c = batch.lr.shape
 
         found = {}
 
-        def fill(out, lr=batch.lr, ratio=ratio, padding=padding, found=found):
+        def fill(out, lr=batch.lr, ratio=ratio, padding=padding, found=found, fns=fns, b=boundary):
+            fn, noisy_fn = fns
             options = {"batch_size": config.batch_size, "max_values": predictor.max_values}
-            run_predictor(predictor, lr, ratio, padding, progress=progress, out=out, **options)
+            run_predictor(fn, lr, ratio, padding, progress=progress, out=out, **options)
             maps = _MapsOf(out, lr.shape[0])
-            found["noise"] = predict_noise(lr, maps, ratio, padding, config, calibration)
+            rim = 1 if b == "open" else 0
+            found["noise"] = predict_noise(lr, maps, ratio, padding, config, calibration, rim)
             # Noisy maps go again through the noise-robust companion (inference/noise_switch).
             level = None if companion is None else switch_sigma(calibration)
             found["companion"] = np.zeros(len(lr), bool)
             if level is not None:
                 found["companion"] = found["noise"].sigma >= level
                 for i in np.flatnonzero(found["companion"]):
-                    sr_i = run_predictor(companion, lr[i : i + 1], ratio, padding, **options)
+                    sr_i = run_predictor(noisy_fn, lr[i : i + 1], ratio, padding, **options)
                     out[i, slice(None), slice(None)] = sr_i[0]
 
         _write_pair(targets, (n, h * ratio, w * ratio, c), batch.single, fill)
@@ -331,6 +351,7 @@ def predict(
                 "server": config.server,
                 "ratio": ratio,
                 "padding": padding,
+                "boundary": boundary,
                 "shape": [n, h * ratio, w * ratio, c],
                 "noise": noise.to_dict(),
                 "network": ["noise-robust" if u else "clean" for u in used],
@@ -363,12 +384,17 @@ class _MapsOf:
         return np.asarray(self.out[i])
 
 
-def predict_noise(lr, sr, ratio: int, padding: str, config: PredictConfig, calibration):
-    """The noise level of each LR map: as given, or from the model's LR residual."""
+def predict_noise(
+    lr, sr, ratio: int, padding: str, config: PredictConfig, calibration, rim: int = 0
+):
+    """The noise level of each LR map: as given, or from the model's LR residual.
+
+    ``rim``: LR pixels at each edge left out of the residual (1 for open windows).
+    """
     if config.noise is not None:
         return NoiseEstimate(np.full(len(lr), float(config.noise)), "given")
     if calibration is not None:
-        return estimate_noise(lr, ratio, sr, calibration, padding)
+        return estimate_noise(lr, ratio, sr, calibration, padding, rim)
     if ratio <= 4:
         return estimate_noise(lr, ratio)
     return NoiseEstimate(np.full(len(lr), np.nan), "unknown (the model has no noise calibration)")
