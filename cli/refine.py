@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from magsr_tf_cli.options import Noise, OutFolder, Overwrite, RootFolder
+from magsr_tf_cli.options import Boundary, Noise, OutFolder, Overwrite, RootFolder
 from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 
@@ -39,6 +39,7 @@ def refine(
     root: RootFolder = Path("saved_models"),
     overwrite: Overwrite = False,
     noise: Noise = "auto",
+    boundary: Boundary = None,
 ) -> None:
     """Reconstruct SR spin maps under the Hamiltonian; writes NAME_sr.npy/.png, NAME_refine.json.
 
@@ -70,6 +71,7 @@ def refine(
         overwrite=overwrite,
         models_root=root,
         noise=parse_noise(noise),
+        boundary=boundary,
     )
     bar = progress_bar(unit="map")
     task = bar.add_task("refine", total=None)

@@ -19,6 +19,7 @@ from magsr_tf.inference.tiling import NpyBands, sr_memory, tiled_apply
 from magsr_tf.io.inputs import as_lr_batch, check_memory, memory_limit
 from magsr_tf.io.writers import atomic_path
 from magsr_tf.ops.spins import unit_normalize
+from magsr_tf.ops.windows import OpenBoundary, check_boundary, check_window
 
 DEFAULT_MODELS_ROOT = Path("saved_models")
 Progress = Callable[[int, int], None]
@@ -86,6 +87,7 @@ def super_resolve(
     models_root: str | Path = DEFAULT_MODELS_ROOT,
     out: str | Path | None = None,
     max_memory: str | int | None = None,
+    boundary: str = "periodic",
 ) -> np.ndarray:
     """SR of LR spin maps with a trained network.
 
@@ -108,6 +110,9 @@ def super_resolve(
         out: stream the SR into this ``.npy`` file (``[H, W, C]`` or ``[n, H, W, C]``;
             a ``[h, w]`` input gives ``[H, W, 1]`` there) and return its memory map.
         max_memory: memory limit (``"4G"``, ``"1500M"`` or bytes).
+        boundary: ``"periodic"`` (a whole simulated lattice) or ``"open"`` (a
+            window of a larger texture, e.g. a microscope image: extended by a
+            continuation of its texture before the network, :mod:`magsr_tf.ops.windows`).
 
     Returns:
         float32 SR maps of the input's rank: ``[H, W, C]``, ``[n, H, W, C]`` or ``[H, W]``
@@ -122,9 +127,12 @@ def super_resolve(
         raise MagsrError(f"padding must be 'periodic' or 'reflect'. Received: {padding!r}")
     if batch_size < 1:
         raise MagsrError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    check_boundary(boundary, allow_none=False)
     limit = memory_limit(max_memory)
     array = np.asarray(lr)
     batch, single = as_lr_batch(array, f"LR array {array.shape}")
+    if boundary == "open":
+        check_window(batch.shape, f"LR array {array.shape}")
     sr_model = load_model(model, models_root)
     from magsr_tf.nn.model import model_ratio
 
@@ -146,6 +154,10 @@ def super_resolve(
 
     def run(part: np.ndarray) -> np.ndarray:
         return apply_model(sr_model, part, batch_size)
+
+    if boundary == "open" and model_padding(sr_model) != "reflect":
+        run = OpenBoundary(run, ratio)
+        mode = "reflect"  # tiles end at the border, where OpenBoundary extends them
 
     def fill(target) -> None:
         for i in range(0, n, batch_size):

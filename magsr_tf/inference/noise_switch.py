@@ -95,16 +95,41 @@ class NoiseAwareSR:
         calibration: the clean network's ``noise_calibration.json`` (None: no switching).
         ratio: the ratio.
         padding: the downsizing padding of the residual.
+        boundary: "open" runs both networks on windows extended by a continuation
+            of their texture (:class:`magsr_tf.ops.windows.OpenBoundary`) and
+            leaves the window's rim out of the noise residual.
 
     After a call, :attr:`estimate` holds the noise levels of the last batch and
     :attr:`used_companion` which maps the companion produced.
     """
 
-    def __init__(self, clean, noisy, calibration: dict | None, ratio: int, padding="periodic"):
+    def __init__(
+        self,
+        clean,
+        noisy,
+        calibration: dict | None,
+        ratio: int,
+        padding="periodic",
+        boundary: str = "periodic",
+    ):
+        from magsr_tf.ops.windows import OpenBoundary, check_boundary
+
+        self.boundary = check_boundary(boundary, allow_none=False)
+        self._periodic = (clean, noisy, padding)
+        if boundary == "open" and padding != "reflect":  # reflect-padded: open already
+            clean = OpenBoundary(clean, ratio)
+            noisy = None if noisy is None else OpenBoundary(noisy, ratio)
+            padding = "reflect"
         self.clean, self.noisy, self.calibration = clean, noisy, calibration
         self.ratio, self.padding = ratio, padding
+        self.rim = 1 if boundary == "open" else 0
         self.estimate: NoiseEstimate | None = None
         self.used_companion = np.zeros(0, bool)
+
+    def with_boundary(self, boundary: str) -> NoiseAwareSR:
+        """The same networks and calibration for another boundary."""
+        clean, noisy, padding = self._periodic
+        return NoiseAwareSR(clean, noisy, self.calibration, self.ratio, padding, boundary)
 
     @property
     def switch_sigma(self) -> float | None:
@@ -121,7 +146,7 @@ class NoiseAwareSR:
         if self.calibration is None:
             self.estimate = None
             return sr
-        self.estimate = estimate_noise(lr, self.ratio, sr, self.calibration, self.padding)
+        self.estimate = estimate_noise(lr, self.ratio, sr, self.calibration, self.padding, self.rim)
         switch = self.switch_sigma
         if switch is not None:
             self.used_companion = self.estimate.sigma >= switch
@@ -132,10 +157,14 @@ class NoiseAwareSR:
 
 
 def load_noise_aware(
-    model_dir: str | Path, sr_model=None, batch_size: int = 16, calibration: dict | None = None
+    model_dir: str | Path,
+    sr_model=None,
+    batch_size: int = 16,
+    calibration: dict | None = None,
+    boundary: str = "periodic",
 ) -> NoiseAwareSR:
     """The :class:`NoiseAwareSR` of a model folder (its clean network, companion, calibration;
-    ``calibration`` replaces the folder's ``noise_calibration.json``)."""
+    ``calibration`` replaces the folder's ``noise_calibration.json``) for ``boundary``."""
     from magsr_tf.inference.apply import apply_model, model_padding
     from magsr_tf.nn.model import load_sr_model, model_ratio
 
@@ -155,7 +184,8 @@ def load_noise_aware(
             return apply_model(noisy_model, x, batch_size=batch_size)
 
     calibration = calibration if calibration is not None else read_calibration(folder)
-    return NoiseAwareSR(clean, noisy, calibration, model_ratio(sr_model), model_padding(sr_model))
+    ratio, padding = model_ratio(sr_model), model_padding(sr_model)
+    return NoiseAwareSR(clean, noisy, calibration, ratio, padding, boundary)
 
 
 POLICY_SIGMAS = (0.02, 0.05, 0.1)

@@ -312,7 +312,8 @@ def predict(
         if padding is None:
             padding = "reflect" if is_image_path(batch.source.split(", ")[0]) else "periodic"
         clean_fn, noisy_fn_now = predictor, companion
-        if boundary == "open":
+        # A model padded by reflection inside is open-boundary already.
+        if boundary == "open" and predictor.padding != "reflect":
             # Tiles end at the map's border, where the wrapper extends them (ops/windows).
             padding = "reflect"
             clean_fn = OpenBoundary(predictor, ratio)

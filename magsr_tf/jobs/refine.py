@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from magsr_tf.io.inputs import check_memory, load_inputs, memory_limit
 from magsr_tf.io.pictures import write_png
 from magsr_tf.io.writers import write_json, write_npy
 from magsr_tf.ops.kernels import RATIOS
+from magsr_tf.ops.windows import check_window, default_boundary
 from magsr_tf.physics.hamiltonian_io import resolve_hamiltonian
 from magsr_tf.priors.refine import Progress, RefineConfig, RefineResult, describe, refine
 
@@ -43,6 +44,10 @@ class RefineJob:
         models_root: where a bare model name given as ``init`` is looked up.
         noise: the LR noise level per component; None estimates it from each
             map (:func:`noise_estimate`).
+        boundary: "periodic" or "open" (a window of a larger texture: the
+            network start and the reconstruction see an open border,
+            :mod:`magsr_tf.ops.windows`); None: open for pictures and microscope
+            files, periodic for ``.npy`` and ``.h5``.
     """
 
     inputs: tuple[str, ...]
@@ -54,8 +59,12 @@ class RefineJob:
     overwrite: bool = False
     models_root: Path = Path("saved_models")
     noise: float | None = None
+    boundary: str | None = None
 
     def __post_init__(self):
+        from magsr_tf.ops.windows import check_boundary
+
+        check_boundary(self.boundary)
         if self.noise is not None and not 0 <= self.noise <= 1:
             raise MagsrError(f"noise must be in [0, 1]. Received: noise={self.noise}")
         if not self.inputs:
@@ -160,6 +169,17 @@ def noise_probe(ratio: int, ham, models_root: Path):
             continue
         return model_start(folder, ratio, ham, root)[0], folder.name
     return None
+
+
+def open_start(init_fn, ratio: int):
+    """The starting network of an open window (None stays None: bicubic)."""
+    from magsr_tf.ops.windows import OpenBoundary
+
+    if init_fn is None:
+        return None
+    if isinstance(init_fn, NoiseAwareSR):
+        return init_fn.with_boundary("open")
+    return OpenBoundary(init_fn, ratio)
 
 
 def noise_estimate(lr, ratio: int, start, init_fn, given, probe=None) -> NoiseEstimate:
@@ -267,6 +287,10 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
         ham = found.pop()
     ham = resolve_hamiltonian(ham)
     out_dir = Path(job.out_dir)
+    boundaries = [job.boundary or default_boundary(batch.source) for batch in batches]
+    for batch, boundary in zip(batches, boundaries, strict=True):
+        if boundary == "open":
+            check_window(batch.lr.shape, batch.source)
     plans = []
     for batch in batches:
         h, w = batch.lr.shape[1:3]
@@ -286,24 +310,30 @@ def run_refine(job: RefineJob, progress: Progress | None = None) -> list[RefineO
     probe = None
     if init_fn is None and job.noise is None and ratio > 4:
         probe = noise_probe(ratio, ham, job.models_root)
-    for batch, targets in plans:
-        start = None if init_fn is None else np.asarray(init_fn(batch.lr), dtype=np.float32)
-        noise = noise_estimate(batch.lr, ratio, start, init_fn, job.noise, probe)
+    for (batch, targets), boundary in zip(plans, boundaries, strict=True):
+        fn, config, batch_probe = init_fn, job.config, probe
+        if boundary == "open":
+            config = replace(config, boundary="open", padding="reflect")
+            fn = open_start(init_fn, ratio)
+            if probe is not None:
+                batch_probe = (probe[0].with_boundary("open"), probe[1])
+        start = None if fn is None else np.asarray(fn(batch.lr), dtype=np.float32)
+        noise = noise_estimate(batch.lr, ratio, start, fn, job.noise, batch_probe)
         log.info("%s: LR noise %.4f (%s)", batch.source, noise.sigma.mean(), noise.method)
         result = refine(
             batch.lr,
             ratio,
             ham,
             init=start,
-            config=job.config,
+            config=config,
             progress=progress,
             noise=noise.sigma,
-            kappa=model_kappa(init_fn, noise, job.config),
+            kappa=model_kappa(fn, noise, config),
         )
         out_dir.mkdir(parents=True, exist_ok=True)
         write_npy(targets[0], result.sr[0] if batch.single else result.sr)
         write_png(targets[1], result.sr[0])
-        entry = record(result, ratio, init_name, ham, job.config, noise)
+        entry = record(result, ratio, init_name, ham, config, noise)
         write_json(targets[2], {"input": batch.source, **entry})
         outputs.append(RefineOutput(batch.name, result, targets, noise))
     return outputs

@@ -50,6 +50,10 @@ DEFAULT_BATCH = 100
 # spin (the LR misfit is a mean over 3 h w values, the energy over h w r^2
 # spins). Measured in docs/noise.md.
 DEFAULT_NOISE_KAPPA = 0.012
+# An open window is reconstructed on a domain this many LR pixels wider on each
+# side (free spins, open-boundary energy) and fitted to the LR image only on the
+# window's own pixels: the downsizing of its border pixels reaches past the edge.
+OPEN_MARGIN_LR = 2
 
 Progress = Callable[[dict], None]
 
@@ -66,7 +70,9 @@ class RefineConfig:
         constraint: "lagrangian" (augmented Lagrangian: the LR image is held
             exactly at convergence) or "penalty" (the prototype's plain penalty).
         multiplier_every: steps between multiplier updates ("lagrangian").
-        boundary: "periodic" (simulations) or "open" (microscope images).
+        boundary: "periodic" (simulations) or "open" (a window of a larger
+            texture: the open-boundary energy on a domain :data:`OPEN_MARGIN_LR`
+            LR pixels wider, the LR misfit on the window's pixels only, then cropped).
         padding: padding of the downsizing, "periodic" or "reflect".
         dtype: "float32" (default, measured as good as float64 here) or "float64".
         batch_size: LR images refined together.
@@ -174,6 +180,18 @@ def _initial_map(lr: np.ndarray, ratio: int, padding: str) -> np.ndarray:
     return upsample(lr, ratio, "bicubic", aligned=True, padding=padding)
 
 
+def _extend_start(lr, x0, ratio: int, margin: int, padding: str) -> np.ndarray:
+    """The start on the wider domain of an open window: bicubic of the extended LR
+    outside, the given start inside."""
+    from magsr_tf.ops.spins import unit_normalize
+    from magsr_tf.ops.windows import extend
+
+    wide = unit_normalize(_initial_map(extend(lr, margin), ratio, padding))
+    m = margin * ratio
+    wide[:, m:-m, m:-m] = x0
+    return wide
+
+
 def misfit_weights(sigma, ratio: int, config: RefineConfig, kappa=None):
     """Per-image misfit weight mu ``[n]`` and whether the exact constraint applies ``[n]``.
 
@@ -192,17 +210,33 @@ def misfit_weights(sigma, ratio: int, config: RefineConfig, kappa=None):
 
 
 def _refine_batch(
-    lr, x0, ratio, energy: SpinEnergy, config: RefineConfig, on_record, sigma, kappa=None
+    lr,
+    x0,
+    ratio,
+    energy: SpinEnergy,
+    config: RefineConfig,
+    on_record,
+    sigma,
+    kappa=None,
+    margin: int = 0,
 ):
-    """Runs the optimizer on one batch; returns (sr, energy/spin, misfit) as NumPy."""
+    """Runs the optimizer on one batch; returns (sr, energy/spin, misfit) as NumPy.
+
+    ``x0`` may be ``margin`` LR pixels wider than ``lr`` on each side (an open
+    window): the misfit then uses only the rows of the downsizing that make the
+    window's pixels.
+    """
     import tensorflow as tf
 
     from magsr_tf.ops.downsample import downsample_matrix
 
     dtype = tf.float32 if config.dtype == "float32" else tf.float64
     n, h, w, _ = x0.shape
-    wy = tf.constant(downsample_matrix(h, ratio, config.padding, config.degradation), dtype)
-    wx = tf.constant(downsample_matrix(w, ratio, config.padding, config.degradation), dtype)
+    rows = slice(margin, h // ratio - margin)
+    cols = slice(margin, w // ratio - margin)
+    wy = downsample_matrix(h, ratio, config.padding, config.degradation)[rows]
+    wx = downsample_matrix(w, ratio, config.padding, config.degradation)[cols]
+    wy, wx = tf.constant(wy, dtype), tf.constant(wx, dtype)
     lr_t = tf.constant(lr, dtype)
     mu_np, exact_np = misfit_weights(sigma, ratio, config, kappa)
     mu = tf.constant(mu_np, dtype)
@@ -329,6 +363,11 @@ def refine(
     t0 = time.perf_counter()
     history: list[dict] = []
     out_sr, out_e, out_m = [], [], []
+    margin = OPEN_MARGIN_LR if config.boundary == "open" else 0
+    if margin:
+        from magsr_tf.ops.windows import check_window
+
+        check_window(lr.shape, "refine")
     for start in range(0, n, config.batch_size):
         batch = lr[start : start + config.batch_size]
         if init is None:
@@ -342,6 +381,8 @@ def refine(
                 )
         else:
             x0 = np.asarray(init[start : start + config.batch_size], dtype=np.float32)
+        if margin:
+            x0 = _extend_start(batch, x0, ratio, margin, config.padding)
 
         def on_record(step, e_mean, misfit_mean, start=start, size=len(batch)):
             history.append({"first": start, "step": step, "energy": e_mean, "misfit": misfit_mean})
@@ -375,9 +416,13 @@ def refine(
                     on_record,
                     sigma[part][mask],
                     None if kappa is None else kappa[part][mask],
+                    margin,
                 )
         if not (np.isfinite(sr).all() and np.isfinite(e).all()):
             raise MagsrError("refinement diverged (non-finite spins); lower --lr")
+        if margin:
+            m = margin * ratio
+            sr = sr[:, m:-m, m:-m]
         out_sr.append(sr)
         out_e.append(e)
         out_m.append(misfit)
