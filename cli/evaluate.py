@@ -64,6 +64,12 @@ def register(app: typer.Typer) -> None:
             help="Also score noisy LR input at these sigmas per component, e.g. 0.02,0.05,0.1 "
             "(network, network + refine, bicubic, unit bicubic; docs/noise.md).",
         ),
+        boundary: str = typer.Option(
+            "periodic",
+            "--boundary",
+            help="open: also score central 3/4 windows of the test maps with the open "
+            "boundary (predict/refine --boundary open; docs/windows.md).",
+        ),
     ) -> None:
         """Score an SR model against ground truth and interpolation, as the paper's Tables 1/2."""
         from magsr_tf.evaluation.evaluate import EvaluateConfig
@@ -80,6 +86,7 @@ def register(app: typer.Typer) -> None:
             physical=physical,
             overwrite=overwrite,
             noise=parse_levels(noise),
+            boundary=boundary,
             **({} if refine_steps is None else {"refine_steps": refine_steps}),
         )
         console = output_console()
@@ -97,6 +104,10 @@ def register(app: typer.Typer) -> None:
             from magsr_tf.evaluation.noisy import noisy_table
 
             print_tables(console, [noisy_table(result["noisy"])])
+        if "windows" in result:
+            from magsr_tf.evaluation.windows import windows_table
+
+            print_tables(console, [windows_table(result["windows"])])
         console.print(LEGEND, style="dim")
         best = result["gains_db"].get("over_best_aligned")
         if best:

@@ -332,6 +332,8 @@ class EvaluateConfig:
         overwrite: replace an existing JSON or figure (else refused before scoring).
         noise: LR noise levels sigma of the extra noisy rows
             (:mod:`magsr_tf.evaluation.noisy`); empty: none.
+        boundary: "open" adds the window rows (central 3/4 of each LR map, open
+            boundary; :mod:`magsr_tf.evaluation.windows`); "periodic": none.
     """
 
     model: Path
@@ -344,8 +346,12 @@ class EvaluateConfig:
     refine_steps: int = DEFAULT_REFINE_STEPS
     overwrite: bool = False
     noise: tuple[float, ...] = ()
+    boundary: str = "periodic"
 
     def __post_init__(self):
+        from magsr_tf.ops.windows import check_boundary
+
+        check_boundary(self.boundary, allow_none=False)
         object.__setattr__(self, "noise", tuple(float(s) for s in self.noise))
         if any(not (0 <= s <= 1) for s in self.noise):
             raise MagsrError(f"noise levels must be in [0, 1]. Received: {self.noise}")
@@ -383,7 +389,10 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
     json_out = Path(config.json_out) if config.json_out else folder / f"evaluation_{tag}.json"
     figure_out = figures_dir / f"evaluate_{tag}.png"
     noise_out = figures_dir / f"noise_{tag}.png"
-    for target in (json_out, figure_out, *([noise_out] if config.noise else [])):
+    windows_out = figures_dir / f"windows_{tag}.png"
+    extra = [noise_out] if config.noise else []
+    extra += [windows_out] if config.boundary == "open" else []
+    for target in (json_out, figure_out, *extra):
         if target.exists() and not config.overwrite:
             raise MagsrError(
                 f"{target} already exists; pass --overwrite to replace it, "
@@ -458,6 +467,22 @@ def evaluate(config: EvaluateConfig, progress: Progress | None = None) -> dict[s
         )
         title = f"{kind_label(split.kind)} x{ratio}: noisy LR input"
         result["figures"].append(str(noise_figure(result["noisy"], noise_out, title)))
+    if config.boundary == "open":
+        from magsr_tf.evaluation.windows import rings_figure, score_windows
+        from magsr_tf.inference.noise_switch import load_noise_aware
+
+        result["windows"] = score_windows(
+            load_noise_aware(folder, sr_model=sr_model, batch_size=config.batch_size),
+            split.hr,
+            split.lr,
+            ratio,
+            sr,
+            refined["sr_refine"] if refined else None,
+            hamiltonian=refine_ham,
+            refine_steps=config.refine_steps if padding == "periodic" else 0,
+        )
+        title = f"{kind_label(split.kind)} x{ratio}: central windows, open boundary"
+        result["figures"].append(str(rings_figure(result["windows"], windows_out, title)))
     result["json"] = str(json_out)
     write_json(json_out, result)
     return result
