@@ -17,6 +17,20 @@ from magsr_tf_cli.options import (
 from magsr_tf_cli.output import output_console, print_table, progress_bar
 
 
+def padding_for_boundary(padding: str | None, boundary: str | None) -> str:
+    """fit-image's padding from ``--padding`` and ``--boundary`` (open: reflect)."""
+    from magsr_tf.errors import MagsrError
+    from magsr_tf.ops.windows import check_boundary
+
+    check_boundary(boundary)
+    implied = {"open": "reflect", "periodic": "periodic", None: None}[boundary]
+    if padding is not None and implied is not None and padding != implied:
+        raise MagsrError(
+            f"--padding {padding} contradicts --boundary {boundary} (open means reflect)"
+        )
+    return padding or implied or "reflect"
+
+
 def fit_image(
     images: list[Path] = typer.Argument(
         ...,
@@ -26,7 +40,15 @@ def fit_image(
     ratio: Ratio = 8,
     patch: int = typer.Option(16, "--patch", help="LR patch edge in pixels."),
     patches: Patches = 24000,
-    padding: str = typer.Option("reflect", "--padding", help="reflect (images) or periodic."),
+    padding: str = typer.Option(
+        None, "--padding", help="reflect (images, the default) or periodic; as --boundary."
+    ),
+    boundary: str = typer.Option(
+        None,
+        "--boundary",
+        help="open (a window of a larger film: the default for pictures; reflect padding, "
+        "open-boundary energy) or periodic (a whole periodic lattice).",
+    ),
     epochs: PatchEpochs = 3,
     batch_size: TrainBatchSize = 32,
     seed: int = typer.Option(0, "--seed", help="Seed of patches and training."),
@@ -89,6 +111,7 @@ def fit_image(
         except ValueError as exc:
             raise MagsrError(f"--noise expects SIGMA or auto. Received: {noise!r}") from exc
 
+    padding = padding_for_boundary(padding, boundary)
     config = FitImageConfig(
         images=tuple(images),
         ratio=ratio,
