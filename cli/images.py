@@ -46,8 +46,8 @@ def fit_image(
     boundary: str = typer.Option(
         None,
         "--boundary",
-        help="open (a window of a larger film: the default for pictures; reflect padding, "
-        "open-boundary energy) or periodic (a whole periodic lattice).",
+        help="open (a window of a larger film, the default for pictures: the network and the "
+        "interpolations pad by reflection) or periodic (a whole periodic lattice).",
     ),
     epochs: PatchEpochs = 3,
     batch_size: TrainBatchSize = 32,

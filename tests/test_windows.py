@@ -201,3 +201,27 @@ def test_cli_bad_boundary_and_small_window_write_nothing(spin_model, tmp_path, m
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and fragment in lines[0], captured.err
         assert not out.exists()
+
+
+def test_server_with_open_boundary_gives_the_local_answer(spin_model, tmp_path):
+    import threading
+
+    from magsr_tf.jobs.predict import PredictConfig, predict
+    from magsr_tf.serving.protocol import ServeConfig
+    from magsr_tf.serving.rest import make_server
+
+    root, _ = spin_model
+    srv = make_server(ServeConfig(models_root=root, port=0))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        np.save(tmp_path / "win.npy", unit_maps((2, 9, 7, 3), SEED) * 0.8)
+        inputs = (str(tmp_path / "win.npy"),)
+        common = {"model": "spins", "inputs": inputs, "boundary": "open", "noise": 0.0}
+        local = predict(PredictConfig(**common, out_dir=tmp_path / "a", models_root=root))
+        remote = predict(PredictConfig(**common, out_dir=tmp_path / "b", server=srv.url))
+        np.testing.assert_allclose(remote[0].sr, local[0].sr, atol=1e-5)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
