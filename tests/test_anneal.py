@@ -280,58 +280,87 @@ def test_workers_give_the_same_configurations():
     assert calls[-1] == (3, 3) and all(t == 3 for _, t in calls)
 
 
-TYPE_I_DIGESTS = {
-    ("numba", "interfacial"): "e6088b10cd93f97580bda9e782c5fb92ca28df71eed11443510a2a07b640773d",
-    ("numba", "bulk"): "3ca59229e7ff980c7b2e6fa8fb27600a586fd4fe1ea0e6aca3a9ebafe0c63362",
-    ("numpy", "interfacial"): "d4169f4e4d5c83ab30fea5830b75996aa2ce1aeae490c3c3644ed28aeca25c2d",
-    ("numpy", "bulk"): "c46bae962080e4dc575fc017a5ae30f072574b4894d4c108945de75d72490636",
-}
-"""sha256 of the float32 bytes of one Type I anneal (L = 32, seed [2023, 0], 100 steps), with
-numba compiling for the baseline x86-64 target (``NUMBA_CPU_NAME=generic``, so the digest does not
-depend on the CPU's instruction set: with the host target FMA and vector widths change the
-fastmath code's bits between machines of the same kind). Computed with numba 0.68.1 and NumPy
-2.4.6 from the code of commit 0e58ee7 (before the Type II speedup of issue 25) and checked equal
-for the current code."""
-DIGEST_TOOLCHAIN = ("0.68.1", "2.4.6")
+REFERENCE_COMMIT = "0e58ee757e3b30a54346878f22c438d784d4ded6"
+"""The code that made the shipped data and the README numbers (before the Type II speedup of
+issue 25): Type I anneals of the current code must equal its bits."""
+DIGEST_CASES = [(backend, dmi) for backend in ("numba", "numpy") for dmi in ("bulk", "interfacial")]
 DIGEST_SCRIPT = """
 import hashlib, sys
 import numpy as np
+import magsr_tf
 from magsr_tf.physics.anneal import Schedule, anneal
 from magsr_tf.physics.hamiltonian import TypeI
 spins = anneal(TypeI(dmi=sys.argv[2]), [np.random.default_rng([2023, 0])], lattice=32,
                schedule=Schedule(1.5, 0.02, 100), backend=sys.argv[1])
+print(magsr_tf.__file__)
 print(hashlib.sha256(np.ascontiguousarray(spins, dtype=np.float32).tobytes()).hexdigest())
 """
 
 
-@pytest.mark.parametrize("backend, dmi", sorted(TYPE_I_DIGESTS))
-def test_type_i_bits_are_pinned(backend, dmi):
-    """Type I anneals stay bit-identical to the data already made (quick dataset, README numbers).
-
-    A change to the Type I kernels' source, even a branch that Type I never takes (the numba
-    kernels are inlined and compiled with fastmath), can change the machine code and hence the
-    chaotic anneal's bits: such a change must fail here, not silently. The run is a subprocess
-    on numba's generic CPU target (numba reads it at import). The digests hold for the numba and
-    NumPy versions of DIGEST_TOOLCHAIN; another toolchain may legitimately change them, so the
-    test skips there (recompute them deliberately, and say so with the data).
-    """
+def _anneal_digest(package_root, backend, dmi):
+    """(imported file, sha256) of one Type I anneal of the package found in ``package_root``."""
     import subprocess
     import sys
 
-    import numba
-
-    if (numba.__version__, np.__version__) != DIGEST_TOOLCHAIN:
-        pytest.skip(f"digests pinned for numba/NumPy {DIGEST_TOOLCHAIN}")
-    env = {**os.environ, "NUMBA_CPU_NAME": "generic"}
+    # The generic CPU target keeps numba's own code free of the host's FMA and vector width;
+    # NumPy and libm still dispatch on the CPU, hence a reference run on the same machine.
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "PYTHONPATH": str(package_root)}
     proc = subprocess.run(
         [sys.executable, "-c", DIGEST_SCRIPT, backend, dmi],
         capture_output=True,
         text=True,
         env=env,
+        cwd=package_root,
         timeout=600,
         check=True,
     )
-    assert proc.stdout.strip() == TYPE_I_DIGESTS[backend, dmi]
+    imported, digest = proc.stdout.split()
+    return imported, digest
+
+
+@pytest.fixture(scope="module")
+def reference_package(tmp_path_factory):
+    """The package source of REFERENCE_COMMIT, extracted from this clone's git history."""
+    import io
+    import subprocess
+    import tarfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", REFERENCE_COMMIT, "magsr_tf"],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"git history with commit {REFERENCE_COMMIT[:7]} is not available")
+    root = tmp_path_factory.mktemp("reference")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+@pytest.mark.parametrize("backend, dmi", DIGEST_CASES)
+def test_type_i_bits_are_pinned(backend, dmi, reference_package):
+    """Type I anneals stay bit-identical to the data already made (quick dataset, README numbers).
+
+    A change to the Type I kernels' source, even a branch that Type I never takes (the numba
+    kernels are inlined and compiled with fastmath), can change the machine code and hence the
+    chaotic anneal's bits: such a change must fail here, not silently. Fixed digests proved to
+    depend on the CPU (NumPy's SIMD dispatch and libm differ between machines of the same kind),
+    so the reference is the code of REFERENCE_COMMIT run in the same session, on the same
+    machine and toolchain, in a subprocess each.
+    """
+    from pathlib import Path
+
+    current_root = Path(__file__).resolve().parents[1]
+    ref_file, ref_digest = _anneal_digest(reference_package, backend, dmi)
+    cur_file, cur_digest = _anneal_digest(current_root, backend, dmi)
+    assert Path(ref_file).is_relative_to(reference_package)
+    assert Path(cur_file).is_relative_to(current_root)
+    assert cur_digest == ref_digest
 
 
 def test_relax_reaches_torque_bound():
