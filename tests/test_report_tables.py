@@ -20,6 +20,7 @@ NOISE = {
     "gaussian": 0.5,
     "bilinear": 0.45,
     "bicubic": 0.4,
+    "bicubic_unit": 0.3,
     "gaussian_paper": 0.6,
     "bilinear_paper": 0.55,
     "bicubic_paper": 0.5,
@@ -113,15 +114,24 @@ def test_gains_over_aligned_and_paper_grid(models_dir):
     sr = _mean_psnr(hr, maps["sr"])
     expected = [
         f"{sr - _mean_psnr(hr, maps[b]):+.2f}"
-        for b in ("gaussian", "bilinear", "bicubic", "gaussian_paper", "bilinear_paper")
+        for b in (
+            "gaussian",
+            "bilinear",
+            "bicubic",
+            "bicubic_unit",
+            "gaussian_paper",
+            "bilinear_paper",
+        )
     ]
-    assert row[2:7] == expected
-    assert float(row[7]) > 0
+    assert row[2:8] == expected
+    # Unit length is the better interpolation of spins: the honest gain is smaller.
+    assert float(row[5]) < float(row[4])
+    assert float(row[8]) > 0
     # The paper's own gain: its SR PSNR minus its bicubic PSNR (39.96 - 24.22).
-    assert row[10] == "+15.74"
+    assert row[11] == "+15.74"
     refine = _row(gains_part, "| x4 | bicubic + refine |")
     assert float(refine[4]) > 0  # refinement beats plain bicubic
-    assert refine[8:] == ["", "", ""]
+    assert refine[9:] == ["", "", ""]
 
 
 def test_full_report_opens_with_the_tables_and_lists_missing_models(models_dir):
