@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,7 @@ def test_workers_give_the_same_configurations():
     assert calls[-1] == (3, 3) and all(t == 3 for _, t in calls)
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_COMMIT = "0e58ee757e3b30a54346878f22c438d784d4ded6"
 """The code that made the shipped data and the README numbers (before the Type II speedup of
 issue 25): Type I anneals of the current code must equal its bits."""
@@ -324,12 +326,10 @@ def reference_package(tmp_path_factory):
     import io
     import subprocess
     import tarfile
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
     try:
         archive = subprocess.run(
-            ["git", "-C", str(repo), "archive", REFERENCE_COMMIT, "magsr_tf"],
+            ["git", "-C", str(REPO_ROOT), "archive", REFERENCE_COMMIT, "magsr_tf"],
             capture_output=True,
             check=True,
             timeout=120,
@@ -353,13 +353,10 @@ def test_type_i_bits_are_pinned(backend, dmi, reference_package):
     so the reference is the code of REFERENCE_COMMIT run in the same session, on the same
     machine and toolchain, in a subprocess each.
     """
-    from pathlib import Path
-
-    current_root = Path(__file__).resolve().parents[1]
     ref_file, ref_digest = _anneal_digest(reference_package, backend, dmi)
-    cur_file, cur_digest = _anneal_digest(current_root, backend, dmi)
+    cur_file, cur_digest = _anneal_digest(REPO_ROOT, backend, dmi)
     assert Path(ref_file).is_relative_to(reference_package)
-    assert Path(cur_file).is_relative_to(current_root)
+    assert Path(cur_file).is_relative_to(REPO_ROOT)
     assert cur_digest == ref_digest
 
 
